@@ -1,0 +1,9 @@
+"""dlbook: reference implementations, plots and explorers for the executable deep-learning book.
+
+Each module mirrors a chapter (``dlbook.losses`` <-> the losses chapter, ...). Import the module
+you need; this package imports nothing heavy by itself.
+"""
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]
