@@ -82,7 +82,7 @@ def _compare(answer: Any, expected: Any, rtol: float, atol: float) -> str | None
     if close.all():
         return None
     err = np.abs(a - e)
-    where = np.unravel_index(int(np.argmax(err)), err.shape) if err.ndim else ()
+    where = tuple(int(i) for i in np.unravel_index(int(np.argmax(err)), err.shape)) if err.ndim else ()
     return (
         f"{int((~close).sum())} of {close.size} values differ; largest error {err.max():.3g} "
         f"at index {where}: got {a[where]:.6g}, expected {e[where]:.6g}"

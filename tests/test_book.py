@@ -1,0 +1,171 @@
+"""The book's promises about its own sources: checked without executing anything."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAPTERS = ROOT / "chapters"
+LABEL = re.compile(r"^\(q-([A-Za-z0-9_.\-]+)\)=\s*$", re.M)
+
+
+def _notebooks() -> list[Path]:
+    return sorted(p for p in CHAPTERS.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+
+
+def _load(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _source(cell: dict) -> str:
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else src
+
+
+def _toc_files() -> list[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    found = [toc["root"]]
+
+    def walk(entries):
+        for entry in entries or []:
+            if "file" in entry:
+                found.append(entry["file"])
+            walk(entry.get("sections"))
+            walk(entry.get("chapters"))
+
+    for part in toc.get("parts", []):
+        walk(part.get("chapters"))
+    walk(toc.get("chapters"))
+    return found
+
+
+def _syllabus_ids() -> set[str] | None:
+    path = Path(os.environ.get("DLBOOK_SYLLABUS", ROOT.parent / "shared" / "syllabus.yml"))
+    if not path.exists():
+        return None
+    return {item["id"] for item in yaml.safe_load(path.read_text())}
+
+
+def _labels() -> dict[str, list[str]]:
+    labels: dict[str, list[str]] = {}
+    for nb in _notebooks():
+        for cell in _load(nb)["cells"]:
+            if cell["cell_type"] == "markdown":
+                for m in LABEL.finditer(_source(cell)):
+                    labels.setdefault(m.group(1), []).append(str(nb.relative_to(ROOT)))
+    for md in CHAPTERS.rglob("*.md"):
+        for m in LABEL.finditer(md.read_text(encoding="utf-8")):
+            labels.setdefault(m.group(1), []).append(str(md.relative_to(ROOT)))
+    return labels
+
+
+NOTEBOOKS = _notebooks()
+IDS = [str(p.relative_to(ROOT)) for p in NOTEBOOKS]
+
+
+def test_there_are_chapters():
+    assert len(NOTEBOOKS) >= 1
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=IDS)
+def test_notebook_is_committed_without_outputs(nb):
+    cells = [c for c in _load(nb)["cells"] if c["cell_type"] == "code"]
+    dirty = [i for i, c in enumerate(cells) if c.get("outputs") or c.get("execution_count")]
+    assert not dirty, f"{nb.name}: code cells {dirty} have outputs; clear them before committing"
+
+
+def test_every_notebook_and_page_is_in_the_toc():
+    listed = set(_toc_files())
+    pages = [p for p in NOTEBOOKS] + [p for p in CHAPTERS.rglob("*.md")]
+    missing = [str(p.relative_to(ROOT)) for p in pages if str(p.relative_to(ROOT).with_suffix("")) not in listed]
+    assert not missing, f"not in _toc.yml (so never built): {missing}"
+
+
+def test_every_toc_entry_exists():
+    for entry in _toc_files():
+        candidates = [ROOT / f"{entry}{ext}" for ext in (".md", ".ipynb")]
+        assert any(c.exists() for c in candidates), f"_toc.yml lists {entry}, which does not exist"
+
+
+def test_labels_name_syllabus_ids():
+    ids = _syllabus_ids()
+    if ids is None:
+        pytest.skip("no ../shared/syllabus.yml beside this checkout (set DLBOOK_SYLLABUS)")
+    unknown = {label: where for label, where in _labels().items() if label not in ids}
+    assert not unknown, f"(q-...)= labels that name no syllabus id: {unknown}"
+
+
+def test_labels_are_unique():
+    dup = {label: where for label, where in _labels().items() if len(where) > 1}
+    assert not dup, f"syllabus ids answered twice: {dup}"
+
+
+def test_labels_sit_directly_above_a_heading():
+    for nb in NOTEBOOKS:
+        for cell in _load(nb)["cells"]:
+            if cell["cell_type"] != "markdown":
+                continue
+            lines = _source(cell).splitlines()
+            for i, line in enumerate(lines):
+                if LABEL.match(line):
+                    nxt = next((l for l in lines[i + 1 :] if l.strip()), "")
+                    assert nxt.startswith("#"), f"{nb.name}: {line} is not followed by a heading"
+
+
+def _repository_url() -> str:
+    return yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=IDS)
+def test_first_code_cell_installs_dlbook_only_when_missing(nb):
+    first = next(_source(c) for c in _load(nb)["cells"] if c["cell_type"] == "code")
+    assert re.search(r"^try:\n\s+import dlbook\nexcept ImportError", first, re.M), first
+    pip = re.search(r'%pip install --quiet "dlbook @ git\+(\S+)"', first)
+    assert pip, f"{nb.name}: the first cell must %pip install dlbook from the repository"
+    assert pip.group(1) == _repository_url(), f"{nb.name}: URL differs from _config.yml repository.url"
+    assert "dlbook.__version__" in first, f"{nb.name}: the first cell must show dlbook.__version__"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=IDS)
+def test_notebook_uses_the_python3_kernel(nb):
+    assert _load(nb)["metadata"]["kernelspec"]["name"] == "python3"
+
+
+def test_exercise_labels_are_unique_and_solutions_match():
+    exercises, solutions = {}, []
+    for nb in NOTEBOOKS:
+        for cell in _load(nb)["cells"]:
+            src = _source(cell)
+            for m in re.finditer(r"```\{exercise\}[^\n]*\n(?::[^\n]*\n)*?:label: (\S+)", src):
+                assert m.group(1) not in exercises, f"exercise label {m.group(1)} used twice"
+                exercises[m.group(1)] = nb.name
+            solutions += re.findall(r"\{solution(?:-start)?\} (\S+)", src)
+    orphans = [s for s in solutions if s not in exercises]
+    assert not orphans, f"solutions for unknown exercises: {orphans}"
+
+
+def test_gated_solutions_are_closed():
+    for nb in NOTEBOOKS:
+        text = "\n".join(_source(c) for c in _load(nb)["cells"] if c["cell_type"] == "markdown")
+        assert text.count("{solution-start}") == text.count("{solution-end}"), nb.name
+
+
+def test_version_is_single_sourced():
+    import dlbook
+
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert 'dynamic = ["version"]' in pyproject and 'attr = "dlbook.__version__"' in pyproject
+    assert re.fullmatch(r"\d+\.\d+\.\d+", dlbook.__version__)
+
+
+def test_math_modules_do_not_import_matplotlib():
+    allowed = {"plot.py", "widgets.py"}
+    for module in (ROOT / "src" / "dlbook").glob("*.py"):
+        if module.name not in allowed:
+            assert not re.search(r"^\s*(import|from) matplotlib", module.read_text(), re.M), module.name
