@@ -143,3 +143,17 @@ def test_draw_must_return_an_update_function():
 def test_render_rejects_unknown_controls(explorer):
     with pytest.raises(ValueError, match="unknown control"):
         explorer.render(b=1)
+
+
+def test_live_update_times_and_timing_hook(explorer, tmp_path, monkeypatch):
+    times = explorer.live_update_times(n=3)
+    assert len(times) == 3 and all(t > 0 for t in times)
+    with pytest.raises(ValueError, match="n must be"):
+        explorer.live_update_times(n=0)
+    log = tmp_path / "timings.jsonl"
+    monkeypatch.setenv("DLBOOK_EXPLORER_TIMINGS", str(log))
+    monkeypatch.setenv("DLBOOK_EXPLORER_MODE", "static")
+    explorer._repr_mimebundle_()
+    row = json.loads(log.read_text())
+    assert row["title"] == "waves" and row["frames"] == 6 and 0 < row["static_bytes"] < 1_500_000
+    assert row["p90_ms"] >= row["median_ms"] > 0

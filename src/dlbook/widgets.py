@@ -32,6 +32,7 @@ import itertools
 import json
 import math
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -244,6 +245,8 @@ class Explorer:
         bundle: dict[str, Any] = {"text/plain": f"<Explorer {self.title!r}: {self.n_frames} frames>"}
         if mode in ("both", "static"):
             bundle["text/html"] = self.static_html()
+        if os.environ.get("DLBOOK_EXPLORER_TIMINGS"):
+            self._record_timings(os.environ["DLBOOK_EXPLORER_TIMINGS"], bundle.get("text/html"))
         if mode in ("both", "live"):
             # The widget-view bundle is the same dict for ipywidgets 7.7 and 8.x.
             bundle["application/vnd.jupyter.widget-view+json"] = {
@@ -252,6 +255,30 @@ class Explorer:
                 "model_id": self.live().model_id,
             }
         return bundle
+
+
+    def live_update_times(self, n: int = 20, *, seed: int = 0) -> list[float]:
+        """Seconds for ``n`` live updates (compute + redraw + PNG) at random grid points."""
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        rng = np.random.default_rng(seed)
+        self.frame_png(**self.initial)  # build the persistent figure first (not an update)
+        times = []
+        for _ in range(n):
+            values = {k: v[int(rng.integers(len(v)))] for k, v in self.grid.items()}
+            start = time.perf_counter()
+            self.frame_png(**values)
+            times.append(time.perf_counter() - start)
+        return times
+
+    def _record_timings(self, path: str, html: str | None) -> None:
+        """Benchmark hook (benchmarks/widget_latency.py): append one JSON line to ``path``."""
+        times = self.live_update_times()
+        size = len((html if html is not None else self.static_html()).encode())
+        row = {"title": self.title, "frames": self.n_frames, "static_bytes": size,
+               "median_ms": 1000 * float(np.median(times)), "p90_ms": 1000 * float(np.percentile(times, 90))}
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
 
 
 def _escape(text: str) -> str:

@@ -1,0 +1,43 @@
+"""Live-update latency and static size of every explorer in the book.
+
+    .venv/bin/python benchmarks/widget_latency.py [notebook ...]
+
+Executes each notebook with DLBOOK_EXPLORER_TIMINGS set: every explorer the notebook displays
+times 20 live updates at random grid points (compute + redraw of the persistent figure + PNG
+encode: what one slider move costs in Jupyter, before transport) and records the size of its
+static HTML. Targets: median <= 30 ms, static <= 1.5 MB.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from _notebooks import ROOT, execute, toc_notebooks
+
+TARGET_MS, TARGET_BYTES = 30.0, 1_500_000
+
+
+def main(paths: list[Path]) -> None:
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in paths:
+            log = Path(tmp) / f"{path.stem}.jsonl"
+            execute(path, env={"DLBOOK_EXPLORER_TIMINGS": str(log), "DLBOOK_EXPLORER_MODE": "static"})
+            for line in log.read_text().splitlines() if log.exists() else []:
+                rows.append({"notebook": str(path.relative_to(ROOT)), **json.loads(line)})
+            print(f"  ran {path.relative_to(ROOT)}", file=sys.stderr)
+    if not rows:
+        print("no explorers found")
+        return
+    print(f"{'notebook':<44} {'explorer':<40} {'frames':>6} {'median ms':>9} {'p90 ms':>7} {'static kB':>9}  ok")
+    for r in rows:
+        ok = r["median_ms"] <= TARGET_MS and r["static_bytes"] <= TARGET_BYTES
+        print(f"{r['notebook'][:44]:<44} {r['title'][:40]:<40} {r['frames']:>6} {r['median_ms']:>9.1f} "
+              f"{r['p90_ms']:>7.1f} {r['static_bytes'] / 1000:>9.0f}  {'yes' if ok else 'NO'}")
+
+
+if __name__ == "__main__":
+    main([Path(a).resolve() for a in sys.argv[1:]] or toc_notebooks())
