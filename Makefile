@@ -32,6 +32,8 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (dlbook)" >/dev/null
+	# Colab's ipywidgets 7.7, beside the pinned 8.x: tests/test_widgets_compat.py runs the live mode on it
+	$(BIN)/python -m pip install --quiet --no-deps --upgrade --target $(VENV)/ipywidgets7 ipywidgets==7.7.5 ipython_genutils==0.2.0
 	@touch $@
 
 # MathJax is served from the built site (no CDN): the SVG build is one self-contained file.
