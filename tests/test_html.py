@@ -236,3 +236,17 @@ def test_static_explorers_change_frame_when_a_control_moves(visit, page):
                 f"{page.name}: explorer {i}: moving {control.get_attribute('data-control')} did not change the frame"
             )
     assert not v.errors, f"{page.name}: console errors {v.errors}"
+
+
+NOTEBOOK_PAGES = [p for p in RENDERED if (ROOT / p.relative_to(SITE)).with_suffix(".ipynb").exists()]
+
+
+@pytest.mark.parametrize("page", NOTEBOOK_PAGES, ids=[str(p.relative_to(SITE)) for p in NOTEBOOK_PAGES])
+def test_notebook_pages_have_a_colab_button(page):
+    import yaml
+
+    repo = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
+    slug = repo.removeprefix("https://github.com/")
+    notebook = page.relative_to(SITE).with_suffix(".ipynb").as_posix()
+    expected = f"https://colab.research.google.com/github/{slug}/blob/main/{notebook}"
+    assert expected in _parse(page).links, f"{page.name}: no Colab launch button to {expected}"
