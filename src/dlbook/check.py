@@ -14,7 +14,9 @@ solutions are verified on every build.
 
 from __future__ import annotations
 
+import copy
 import os
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from html import escape
@@ -22,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CheckFailed", "CheckResult", "check_close", "check_function", "check_true"]
+__all__ = ["CheckFailed", "CheckResult", "check_close", "check_function", "check_true", "strip_solutions"]
 
 
 class CheckFailed(AssertionError):
@@ -146,3 +148,34 @@ def check_true(name: str, condition: Any, *, message: str = "", strict: bool | N
         return _finish(CheckResult(name, False, "not answered yet"), strict)
     ok = bool(condition)
     return _finish(CheckResult(name, ok, "correct." if ok else (message or "not yet correct.")), strict)
+
+
+_SOLUTION_START = re.compile(r"\{solution-start\}")
+_SOLUTION_END = re.compile(r"\{solution-end\}")
+
+
+def strip_solutions(notebook: dict) -> dict:
+    """A copy of a notebook (nbformat JSON as a dict) without its exercise solutions.
+
+    Removes every cell from a ``{solution-start}`` markdown cell through the matching
+    ``{solution-end}`` cell, which turns a chapter into a lab: the starter cells (which raise
+    ``NotImplementedError``) and the check cells stay, and the checks report "not answered yet".
+    """
+    if not isinstance(notebook, dict) or not isinstance(notebook.get("cells"), list):
+        raise TypeError("notebook must be a notebook dict with a 'cells' list (json.load of an .ipynb)")
+    kept, inside = [], False
+    for i, cell in enumerate(notebook["cells"]):
+        source = "".join(cell.get("source", ""))
+        if cell.get("cell_type") == "markdown" and _SOLUTION_START.search(source):
+            if inside:
+                raise ValueError(f"cell {i}: solution-start inside another solution")
+            inside = True
+        elif cell.get("cell_type") == "markdown" and _SOLUTION_END.search(source):
+            if not inside:
+                raise ValueError(f"cell {i}: solution-end without a solution-start")
+            inside = False
+        elif not inside:
+            kept.append(copy.deepcopy(cell))
+    if inside:
+        raise ValueError("a solution-start has no solution-end")
+    return {**notebook, "cells": kept}
