@@ -232,7 +232,7 @@ def hinge_loss(input: Tensor, target: Tensor, *, margin: float = 1.0, reduction:
     _check_same_shape(input, target)
     if not torch.all((target == 1) | (target == -1)):
         raise ValueError(f"target must hold labels -1 or +1, got values {torch.unique(target).tolist()}")
-    return _reduce(torch.clamp(margin - target * input, min=0), reduction)
+    return _reduce(torch.relu(margin - target * input), reduction)  # relu: gradient 0 at y f = m too
 
 
 def multi_margin_loss(
