@@ -242,3 +242,97 @@ def test_errors():
         standardize(x, (1,), eps=-1.0)
     with pytest.raises(TypeError, match="input"):
         layer_norm([1.0, 2.0], 2)
+
+
+# -- input features: fit_scaler and whitening_matrix against scikit-learn / scipy -------------
+import numpy as np  # noqa: E402
+import scipy.linalg  # noqa: E402
+from sklearn.datasets import load_wine  # noqa: E402
+from sklearn.decomposition import PCA  # noqa: E402
+from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, RobustScaler, StandardScaler  # noqa: E402
+
+from dlbook.norm import fit_scaler, whitening_matrix  # noqa: E402
+
+SKLEARN_SCALERS = {"standard": StandardScaler, "minmax": MinMaxScaler, "maxabs": MaxAbsScaler, "robust": RobustScaler}
+
+
+def _feature_matrices():
+    rng = np.random.default_rng(0)
+    wine = load_wine().data
+    yield wine
+    yield rng.lognormal(size=(50, 3)) * np.array([1.0, 100.0, 0.01])
+    yield np.column_stack([rng.normal(size=8), np.full(8, 3.0), rng.integers(-5, 5, size=8)]).astype(float)
+
+
+@pytest.mark.parametrize("method", list(SKLEARN_SCALERS))
+def test_fit_scaler_matches_sklearn(method):
+    for x in _feature_matrices():
+        center, scale = fit_scaler(torch.tensor(x), method=method)
+        ours = (torch.tensor(x) - center) / scale
+        theirs = SKLEARN_SCALERS[method]().fit_transform(x)
+        assert_close(ours, torch.tensor(theirs), rtol=1e-10, atol=1e-10)
+        half = len(x) // 2  # fit on one split, apply to another, as sklearn's transform
+        c2, s2 = fit_scaler(torch.tensor(x[:half]), method=method)
+        theirs2 = SKLEARN_SCALERS[method]().fit(x[:half]).transform(x[half:])
+        assert_close((torch.tensor(x[half:]) - c2) / s2, torch.tensor(theirs2), rtol=1e-10, atol=1e-10)
+
+
+def test_whitening_matches_scipy_and_sklearn():
+    x = load_wine().data[:, :6]
+    xt = torch.tensor(x)
+    mean, w_zca = whitening_matrix(xt, method="zca", eps=0.0)
+    inv_sqrt = scipy.linalg.fractional_matrix_power(np.cov(x, rowvar=False), -0.5)
+    assert_close(w_zca, torch.tensor(inv_sqrt.real), rtol=1e-8, atol=1e-8)
+    _, w_pca = whitening_matrix(xt, method="pca", eps=0.0)
+    ours = ((xt - mean) @ w_pca.T).flip(1).numpy()  # eigh is ascending, PCA descending
+    theirs = PCA(whiten=True).fit_transform(x)
+    signs = np.sign((ours * theirs).sum(0))  # eigenvectors are defined up to sign
+    np.testing.assert_allclose(ours * signs, theirs, rtol=1e-7, atol=1e-7)
+
+
+def test_whitening_covariance_formula():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 4, generator=g, dtype=torch.float64) @ torch.randn(4, 4, generator=g, dtype=torch.float64)
+    eps = 0.3
+    lam, u = torch.linalg.eigh(torch.cov(x.T))
+    for method, rot in (("zca", u), ("pca", torch.eye(4, dtype=torch.float64))):
+        mean, w = whitening_matrix(x, method=method, eps=eps)
+        y = (x - mean) @ w.T
+        expected = rot @ torch.diag(lam / (lam + eps)) @ rot.T
+        assert_close(torch.cov(y.T), expected, rtol=1e-9, atol=1e-9)
+
+
+def test_gradcheck_input_features():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(7, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    for method in ("standard", "minmax", "maxabs", "robust"):
+        assert torch.autograd.gradcheck(lambda x: (x - fit_scaler(x, method=method)[0]) / fit_scaler(x, method=method)[1], (x,))
+    assert torch.autograd.gradcheck(lambda x: whitening_matrix(x, method="zca")[1], (x,))
+    assert torch.autograd.gradcheck(lambda x: whitening_matrix(x, method="pca")[1].abs(), (x,))  # sign-free
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**16), st.floats(0.01, 100), st.floats(-100, 100))
+def test_scalers_are_invariant_to_affine_input(seed, a, b):
+    x = torch.randn(20, 3, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    for method in ("standard", "minmax", "robust"):
+        c1, s1 = fit_scaler(x, method=method)
+        c2, s2 = fit_scaler(a * x + b, method=method)
+        assert_close((a * x + b - c2) / s2, (x - c1) / s1, rtol=1e-7, atol=1e-7)
+    mean, w = whitening_matrix(a * x + b, method="zca", eps=0.0)
+    assert_close(torch.cov(((a * x + b - mean) @ w.T).T), torch.eye(3, dtype=torch.float64), rtol=0, atol=1e-8)
+
+
+def test_input_feature_errors():
+    with pytest.raises(ValueError, match="method"):
+        fit_scaler(torch.randn(5, 2), method="zscore")
+    with pytest.raises(ValueError, match="input"):
+        fit_scaler(torch.randn(5), method="standard")
+    with pytest.raises(ValueError, match="input"):
+        whitening_matrix(torch.randn(1, 3))
+    with pytest.raises(ValueError, match="method"):
+        whitening_matrix(torch.randn(5, 2), method="pcs")
+    with pytest.raises(ValueError, match="eps"):
+        whitening_matrix(torch.randn(5, 2), eps=-1.0)
+    with pytest.raises(TypeError, match="input"):
+        fit_scaler(np.ones((3, 2)))

@@ -28,12 +28,14 @@ from torch import Tensor
 
 __all__ = [
     "batch_norm",
+    "fit_scaler",
     "group_norm",
     "instance_norm",
     "layer_norm",
     "rms_norm",
     "standardize",
     "weight_norm",
+    "whitening_matrix",
 ]
 
 
@@ -219,3 +221,70 @@ def weight_norm(v: Tensor, g: Tensor, *, dim: int = 0) -> Tensor:
     if g.numel() != v.shape[dim]:
         raise ValueError(f"g must hold one gain per slice of v along dim {dim} ({v.shape[dim]}), got shape {tuple(g.shape)}")
     return g.reshape(norm.shape) * v / norm
+
+
+# -- input features: per-feature scaling and whitening (section q-normalization.feature-scaling-methods)
+_SCALERS = ("standard", "minmax", "maxabs", "robust")
+
+
+def _check_matrix(name: str, x: object) -> None:
+    _check_tensor(name, x)
+    if x.ndim != 2 or x.shape[0] < 2:
+        raise ValueError(f"{name} must have shape (N, D) with N >= 2 samples, got shape {tuple(x.shape)}")
+
+
+def fit_scaler(input: Tensor, *, method: str = "standard") -> tuple[Tensor, Tensor]:
+    """Per-feature ``(center, scale)`` of ``input`` of shape ``(N, D)``, fitted on the training set.
+
+    The scaled features are ``(x - center) / scale``, an affine map per column:
+        standard: center = mean,    scale = sqrt(mean((x - mean)^2))      (biased, as sklearn's StandardScaler)
+        minmax:   center = min,     scale = max - min                     (to [0, 1], MinMaxScaler)
+        maxabs:   center = 0,       scale = max |x|                       (to [-1, 1], keeps zeros, MaxAbsScaler)
+        robust:   center = median,  scale = Q3 - Q1                       (quantiles by linear interpolation, RobustScaler)
+    A zero scale (a constant column) is replaced by 1, as scikit-learn does, so that column maps to 0.
+    Fit on the training split only and reuse ``(center, scale)`` on validation and test data.
+    """
+    _check_matrix("input", input)
+    if method not in _SCALERS:
+        raise ValueError(f"method must be one of {_SCALERS}, got {method!r}")
+    if method == "standard":
+        center = input.mean(dim=0)  # (D,)
+        scale = torch.sqrt(((input - center) ** 2).mean(dim=0))
+    elif method == "minmax":
+        center = input.amin(dim=0)
+        scale = input.amax(dim=0) - center
+    elif method == "maxabs":
+        center = torch.zeros_like(input[0])
+        scale = input.abs().amax(dim=0)
+    else:  # torch.median returns the LOWER middle value for even N; quantile(0.5) interpolates
+        q1, center, q3 = torch.quantile(input, torch.tensor([0.25, 0.5, 0.75], dtype=input.dtype), dim=0)
+        scale = q3 - q1
+    scale = torch.where(scale == 0, torch.ones_like(scale), scale)
+    return center, scale
+
+
+def whitening_matrix(input: Tensor, *, method: str = "zca", eps: float = 1e-5) -> tuple[Tensor, Tensor]:
+    """``(mean, W)`` such that ``(x - mean) @ W.T`` is whitened (covariance ~ identity).
+
+    With the covariance Sigma = U diag(lambda) U^T of ``input`` (shape ``(N, D)``, UNBIASED,
+    divide by N - 1, as ``numpy.cov`` and sklearn's PCA):
+        pca: W = diag(lambda + eps)^(-1/2) U^T        (rotate onto the principal axes, then rescale)
+        zca: W = U diag(lambda + eps)^(-1/2) U^T      (= Sigma^(-1/2) for eps = 0; rotate back)
+    The whitened covariance is W Sigma W^T = U diag(lambda / (lambda + eps)) U^T (rotated by U^T
+    for pca). ``eps`` regularizes small eigenvalues (Krizhevsky 2009, appendix; Kessy et al.
+    2018 show ZCA is the whitening closest to the input in mean squared distance).
+    """
+    _check_matrix("input", input)
+    if method not in ("pca", "zca"):
+        raise ValueError(f"method must be 'pca' or 'zca', got {method!r}")
+    if eps < 0:
+        raise ValueError(f"eps must be >= 0, got {eps}")
+    mean = input.mean(dim=0)  # (D,)
+    xc = input - mean  # (N, D)
+    sigma = xc.T @ xc / (input.shape[0] - 1)  # (D, D)
+    lam, u = torch.linalg.eigh(sigma)  # ascending eigenvalues, columns of u are eigenvectors
+    inv_sqrt = 1.0 / torch.sqrt(lam + eps)  # (D,)
+    w = inv_sqrt[:, None] * u.T  # diag(.) U^T, (D, D)
+    if method == "zca":
+        w = u @ w  # U diag(.) U^T
+    return mean, w
