@@ -14,7 +14,7 @@ MATHJAX_VERSION := 3.2.2
 MATHJAX := _static/mathjax/tex-svg-full.js
 # Notebooks run with strict exercise checks; the book build only needs the static explorers.
 export DLBOOK_STRICT_CHECKS := 1
-export MPLBACKEND := Agg
+# (MPLBACKEND stays unset: kernels then use the inline backend, so figures reach the page.)
 
 .PHONY: help install book test test-unit test-notebooks test-browser lab bench clean
 

@@ -4,5 +4,5 @@ import os
 
 # Exercise checks raise on failure, so a wrong solution fails its notebook.
 os.environ.setdefault("DLBOOK_STRICT_CHECKS", "1")
-# No display here: every figure renders off-screen.
-os.environ.setdefault("MPLBACKEND", "Agg")
+# MPLBACKEND is left alone: a notebook kernel then picks matplotlib's inline backend, and
+# plain pytest picks Agg by itself on a machine without a display.

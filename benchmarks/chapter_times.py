@@ -18,7 +18,7 @@ TARGET_S = 30.0
 def main(paths: list[Path]) -> None:
     rows = []
     for path in paths:
-        seconds = execute(path, env={"DLBOOK_STRICT_CHECKS": "1", "MPLBACKEND": "Agg"})
+        seconds = execute(path, env={"DLBOOK_STRICT_CHECKS": "1"})
         rows.append((str(path.relative_to(ROOT)), seconds))
         print(f"  ran {rows[-1][0]}: {seconds:.1f} s", file=sys.stderr)
     width = max(len(r[0]) for r in rows)
