@@ -64,3 +64,14 @@ def test_bad_input(call, error, match):
     _, ax = plot.new_figure()
     with pytest.raises(error, match=match):
         call(ax)
+
+
+def test_figures_display_as_pictures_in_a_kernel():
+    """In a notebook, use_style() makes even a non-pyplot Figure render as a PNG."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    code = "from dlbook import plot\nplot.use_style()\nfig, ax = plot.new_figure()\nax.plot([0, 1])\nfig"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+    NotebookClient(nb, kernel_name="python3", timeout=60).execute()
+    assert any("image/png" in o.get("data", {}) for o in nb.cells[0].outputs)

@@ -55,8 +55,21 @@ STYLE: dict[str, object] = {
 
 
 def use_style() -> None:
-    """Apply the book's style to matplotlib's global rcParams (call once per notebook)."""
+    """Apply the book's style to matplotlib's global rcParams (call once per notebook).
+
+    In a Jupyter kernel on the inline backend it also runs ``%matplotlib inline``: matplotlib
+    loads its backend lazily, and until it does, a :class:`~matplotlib.figure.Figure` from
+    :func:`new_figure` (not made by pyplot) would display as text instead of a picture.
+    """
     mpl.rcParams.update(STYLE)
+    try:
+        from IPython import get_ipython
+    except ImportError:  # plain Python: nothing to hook
+        return
+    shell = get_ipython()
+    if shell is not None and "inline" in mpl.get_backend():
+        shell.run_line_magic("matplotlib", "inline")
+        mpl.rcParams.update(STYLE)  # %matplotlib inline resets a few rcParams
 
 
 def color(index: int) -> str:
