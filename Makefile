@@ -14,6 +14,9 @@ MATHJAX_VERSION := 3.2.2
 MATHJAX := _static/mathjax/tex-svg-full.js
 # Notebooks run with strict exercise checks; the book build only needs the static explorers.
 export DLBOOK_STRICT_CHECKS := 1
+# One torch/OpenMP thread per process: the tests run two notebooks at once on two cores, and
+# oversubscribed threads made tiny training loops 10-20x slower. Models here are small.
+export OMP_NUM_THREADS := 1
 # (MPLBACKEND stays unset: kernels then use the inline backend, so figures reach the page.)
 
 .PHONY: help install book test test-unit test-notebooks test-browser lab bench clean
