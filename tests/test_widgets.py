@@ -157,3 +157,38 @@ def test_live_update_times_and_timing_hook(explorer, tmp_path, monkeypatch):
     row = json.loads(log.read_text())
     assert row["title"] == "waves" and row["frames"] == 6 and 0 < row["static_bytes"] < 1_500_000
     assert row["p90_ms"] >= row["median_ms"] > 0
+
+
+def _blit_draw(fig, data):
+    ax = fig.subplots()
+    (line,) = ax.plot(*data, animated=True)
+    title = ax.set_title("")
+
+    def update(data):
+        x, y = data
+        line.set_data(x, y)
+        title.set_text(f"max {y.max():.2f}")  # not animated: must depend on the key only
+        return round(float(y.max()), 2)  # the background key
+
+    return update
+
+
+def test_blitting_gives_the_same_pixels_as_a_full_redraw():
+    from PIL import Image
+    import io
+
+    grid = {"a": [1.0, 2.0, 3.0], "shape": ["sin", "cos"]}
+    blitted = Explorer(compute, _blit_draw, grid)
+
+    def full(fig, data):
+        update = _blit_draw(fig, data)
+        for artist in fig.findobj(match=lambda a: a.get_animated()):
+            artist.set_animated(False)
+        return lambda d: update(d) and None
+
+    plain = Explorer(compute, full, grid)
+    for values in [dict(a=1.0, shape="sin"), dict(a=3.0, shape="cos"), dict(a=1.0, shape="sin"), dict(a=2.0, shape="sin")]:
+        a = np.asarray(Image.open(io.BytesIO(blitted.frame_png(**values))), dtype=int)
+        b = np.asarray(Image.open(io.BytesIO(plain.frame_png(**values))), dtype=int)
+        assert np.abs(a - b).max() <= 2, values  # antialiasing may differ by a grey level
+    assert 1 <= len(blitted._backgrounds) <= 3

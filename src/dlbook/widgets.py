@@ -6,6 +6,13 @@ An explorer is made of two plain functions and a grid of control values::
     draw(fig, data)   -> update      builds the figure once; ``update(data)`` changes its
                                      artists in place (``set_data``, ``set_ydata``, ...)
 
+**Blitting (optional, for speed).** Redrawing axes, tick labels and contour sets dominates an
+update. If ``update(data)`` returns a hashable *background key* (say, the name of the function
+whose contours are shown) and the moving artists were created with ``animated=True``, the
+explorer renders the rest of the figure once per key, caches it, and afterwards only paints the
+animated artists over the cached background. ``update`` returning ``None`` (the default) means
+a full redraw. Everything that is not animated must then depend on the key alone.
+
 The same two functions drive both modes:
 
 * **live** (Jupyter, Colab): ipywidgets controls; each change calls ``compute`` then
@@ -47,6 +54,8 @@ from dlbook.plot import STYLE
 #: Default limits: the issue's budget is 1.5 MB per static explorer.
 MAX_FRAMES = 150
 MAX_STATIC_BYTES = 1_500_000
+#: Cached backgrounds for blitting (each is one RGBA copy of the figure, ~0.5 MB).
+MAX_BACKGROUNDS = 64
 LIVE_NOTE = "Static preview with precomputed frames: run this notebook in Jupyter or Colab for the live version."
 MODES = ("both", "live", "static")
 
@@ -134,6 +143,7 @@ class Explorer:
         self.initial = self._initial_values(initial or {})
         self._fig: Figure | None = None
         self._update: Callable[[Any], None] | None = None
+        self._backgrounds: dict[Any, Any] = {}
         self._live_widget = None
 
     def _initial_values(self, initial: Mapping[str, Any]) -> dict[str, Any]:
@@ -171,9 +181,27 @@ class Explorer:
             raise ValueError(f"unknown control(s) {sorted(unknown)}; known: {list(self.grid)}")
         fig, update = self._figure()
         with mpl.rc_context(STYLE):
-            update(self.compute(**{**self.initial, **values}))
-            fig.canvas.draw()
+            key = update(self.compute(**{**self.initial, **values}))
+            animated = fig.findobj(match=lambda artist: artist.get_animated())
+            if key is None or not animated:
+                fig.canvas.draw()
+            else:
+                self._blit(fig, key, animated)
         return fig
+
+    def _blit(self, fig: Figure, key: Any, animated: list) -> None:
+        """Draw ``animated`` artists over the cached background for ``key`` (render once)."""
+        if key in self._backgrounds:
+            self._backgrounds[key] = self._backgrounds.pop(key)  # most recently used last
+            fig.canvas.restore_region(self._backgrounds[key])
+        else:
+            fig.canvas.draw()  # Agg skips animated artists here: this is the background
+            self._backgrounds[key] = fig.canvas.copy_from_bbox(fig.bbox)
+            while len(self._backgrounds) > MAX_BACKGROUNDS:
+                self._backgrounds.pop(next(iter(self._backgrounds)))
+        for artist in animated:
+            if artist.get_visible():
+                fig.draw_artist(artist)
 
     def frame_png(self, *, palette: bool = False, **values: Any) -> bytes:
         """PNG bytes of one frame: fast zlib level 1 for live, 8-bit palette for static."""
