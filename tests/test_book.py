@@ -170,3 +170,19 @@ def test_math_modules_do_not_import_matplotlib():
     for module in (ROOT / "src" / "dlbook").glob("*.py"):
         if module.name not in allowed:
             assert not re.search(r"^\s*(import|from) matplotlib", module.read_text(), re.M), module.name
+
+
+def test_each_answer_names_its_chinese_term():
+    """Readers come from Chinese notes: each answered section carries the syllabus's zh term."""
+    path = Path(os.environ.get("DLBOOK_SYLLABUS", ROOT.parent / "shared" / "syllabus.yml"))
+    if not path.exists():
+        pytest.skip("no ../shared/syllabus.yml beside this checkout (set DLBOOK_SYLLABUS)")
+    zh = {item["id"]: item["zh"] for item in yaml.safe_load(path.read_text())}
+    missing = []
+    for nb in NOTEBOOKS:
+        text = "\n".join(_source(c) for c in _load(nb)["cells"] if c["cell_type"] == "markdown")
+        parts = re.split(r"^\(q-([A-Za-z0-9_.\-]+)\)=\s*$", text, flags=re.M)
+        for label, body in zip(parts[1::2], parts[2::2]):
+            if label in zh and zh[label] not in body:
+                missing.append(f"{nb.name}: {label} ({zh[label]})")
+    assert not missing, f"sections without their Chinese term: {missing}"
