@@ -19,7 +19,7 @@ export DLBOOK_STRICT_CHECKS := 1
 export OMP_NUM_THREADS := 1
 # (MPLBACKEND stays unset: kernels then use the inline backend, so figures reach the page.)
 
-.PHONY: help install book test test-unit test-notebooks test-browser lab bench clean
+.PHONY: help install chromium book test test-unit test-notebooks test-browser lab bench clean
 
 help:
 	@echo "make book   build the HTML book into _build/html (installs what it needs)"
@@ -39,15 +39,18 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps --upgrade --target $(VENV)/ipywidgets7 ipywidgets==7.7.5 ipython_genutils==0.2.0
 	@touch $@
 
-# MathJax is served from the built site (no CDN): the SVG build is one self-contained file.
+# MathJax is served from the built site (no CDN): the SVG build is one self-contained file,
+# taken from the npm registry (Debian's npm is installed first on a machine without one).
 $(MATHJAX):
 	@mkdir -p $(@D) .cache
+	@command -v npm >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq npm >/dev/null; }
 	cd .cache && npm pack --silent mathjax@$(MATHJAX_VERSION) >/dev/null
 	tar -xzf .cache/mathjax-$(MATHJAX_VERSION).tgz -C .cache package/es5/tex-svg-full.js
 	cp .cache/package/es5/tex-svg-full.js $@
 
 # Debian's Chromium drives the browser tests (Playwright never downloads a browser here).
-.PHONY: chromium
 chromium:
 	@command -v chromium >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
