@@ -197,3 +197,67 @@ def test_bad_type_raises():
         O.sgd(torch.zeros(2), torch.ones(2), lr="0.1")
     with pytest.raises(TypeError, match="state"):
         O.adam(torch.zeros(2), torch.ones(2), [1])
+
+
+def _lamb_reference(w, grads, lr, beta1, beta2, eps, wd):
+    """You et al. 2019, Algorithm 2, written out in NumPy (phi = identity), one layer."""
+    m, v, out = np.zeros_like(w), np.zeros_like(w), []
+    for t, g in enumerate(grads, start=1):
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g * g
+        r = (m / (1 - beta1**t)) / (np.sqrt(v / (1 - beta2**t)) + eps)
+        u = r + wd * w
+        w = w - lr * np.linalg.norm(w) / np.linalg.norm(u) * u
+        out.append(w)
+    return out
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("kw", [dict(lr=0.01), dict(lr=0.05, betas=(0.8, 0.99), eps=1e-8, weight_decay=0.1)])
+def test_lamb_matches_algorithm_2(shape, kw):
+    grad = _grad_fn(shape)
+    p0 = torch.randn(shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    q, state, grads = p0.clone(), {}, []
+    for _ in range(STEPS):  # record the gradients along our own trajectory, then replay them
+        g = grad(q)
+        grads.append(g.numpy().copy())
+        q, state = O.lamb(q, g, state, **kw)
+    b1, b2 = kw.get("betas", (0.9, 0.999))
+    ref = _lamb_reference(p0.numpy(), grads, kw["lr"], b1, b2, kw.get("eps", 1e-6), kw.get("weight_decay", 0.0))
+    np.testing.assert_allclose(q.numpy(), ref[-1], rtol=1e-12, atol=1e-12)
+    assert state["step"] == STEPS
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.floats(1e-3, 1e3), st.floats(1e-3, 1e3), st.floats(1e-4, 0.1))
+def test_lamb_relative_update_is_lr_in_every_layer(w_scale, g_scale, lr):
+    rng = torch.Generator().manual_seed(0)
+    w = w_scale * torch.randn(6, 5, generator=rng, dtype=torch.float64)
+    g = g_scale * torch.randn(6, 5, generator=rng, dtype=torch.float64)
+    w1, _ = O.lamb(w, g, {}, lr=lr, eps=0.0)
+    torch.testing.assert_close((w1 - w).norm() / w.norm(), torch.tensor(lr, dtype=torch.float64))
+
+
+def test_lamb_zero_weight_falls_back_to_adam_direction():
+    b, g = torch.zeros(4, dtype=torch.float64), torch.tensor([1.0, -2.0, 0.5, 3.0], dtype=torch.float64)
+    b1, _ = O.lamb(b, g, {}, lr=0.1, eps=0.0)
+    torch.testing.assert_close(b1, -0.1 * torch.sign(g))  # trust ratio 1: the first Adam step
+
+
+@pytest.mark.parametrize(
+    "kw,match",
+    [(dict(lr=-1.0), "lr"), (dict(betas=(1.0, 0.9)), "beta1"), (dict(betas=(0.9, 1.5)), "beta2"),
+     (dict(eps=-1e-6), "eps"), (dict(weight_decay=-0.1), "weight_decay")],
+)
+def test_lamb_bad_input_raises(kw, match):
+    with pytest.raises(ValueError, match=match):
+        O.lamb(torch.ones(3), torch.ones(3), **kw)
+
+
+def test_lamb_bad_state_and_shapes_raise():
+    with pytest.raises(ValueError, match="exp_avg_sq"):
+        O.lamb(torch.ones(3), torch.ones(3), {"exp_avg": torch.zeros(3), "step": 1})
+    with pytest.raises(ValueError, match="grad"):
+        O.lamb(torch.ones(3), torch.ones(2))
+    with pytest.raises(TypeError, match="lr"):
+        O.lamb(torch.ones(3), torch.ones(3), lr="0.1")

@@ -29,6 +29,7 @@ __all__ = [
     "adagrad",
     "adam",
     "adamw",
+    "lamb",
     "lars",
     "momentum_textbook",
     "nesterov_lookahead",
@@ -321,6 +322,39 @@ def lars(
     _check_shapes(param, grad)
     trust_ratio = trust_coefficient * param.norm() / (grad.norm() + eps)  # local lr of this layer
     return param - lr * trust_ratio * grad
+
+
+def lamb(
+    param: torch.Tensor, grad: torch.Tensor, state: State | None = None, *, lr: float = 1e-3,
+    betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-6, weight_decay: float = 0.0,
+) -> tuple[torch.Tensor, State]:
+    """One LAMB step for one layer (You et al. 2019, "Large batch optimization for deep learning", Algorithm 2).
+
+    .. math::
+        m_t, v_t, \\hat m_t, \\hat v_t \\text{ as in Adam}, \\quad r_t = \\hat m_t / (\\sqrt{\\hat v_t} + \\epsilon), \\quad
+        u_t = r_t + \\lambda \\theta, \\\\
+        \\theta \\leftarrow \\theta - \\eta\\, \\frac{\\phi(\\lVert\\theta\\rVert)}{\\lVert u_t\\rVert}\\, u_t
+
+    So ``||d theta|| / ||theta|| = lr`` in every layer. Conventions: ``phi`` is the identity (the
+    paper allows a clipped phi); the trust ratio is 1 when ``||theta||`` or ``||u_t||`` is 0
+    (as common implementations do: otherwise a zero-initialised bias never moves);
+    ``weight_decay`` is decoupled (added to the Adam direction, as in AdamW), not L2 in ``g``.
+    torch.optim has no LAMB; the tests compare with a hand-written Algorithm 2.
+    """
+    beta1, beta2 = betas
+    _check_nonneg(lr=lr, eps=eps, weight_decay=weight_decay)
+    _check_unit(beta1=beta1, beta2=beta2)
+    _check_shapes(param, grad)
+    state = _check_state(state, param, ("exp_avg", "exp_avg_sq"))
+    m_prev, v_prev = (state["exp_avg"], state["exp_avg_sq"]) if state else (0 * param, 0 * param)
+    t = state.get("step", 0) + 1
+    m = beta1 * m_prev + (1 - beta1) * grad  # m_t
+    v = beta2 * v_prev + (1 - beta2) * grad**2  # v_t
+    m_hat, v_hat = m / (1 - beta1**t), v / (1 - beta2**t)
+    u = m_hat / (v_hat**0.5 + eps) + weight_decay * param  # r_t + lambda theta
+    w_norm, u_norm = param.norm(), u.norm()
+    trust_ratio = torch.where((w_norm > 0) & (u_norm > 0), w_norm / u_norm, torch.ones_like(w_norm))
+    return param - lr * trust_ratio * u, {"exp_avg": m, "exp_avg_sq": v, "step": t}
 
 
 def newton_step(param: torch.Tensor, grad: torch.Tensor, hessian: torch.Tensor, *, lr: float = 1.0) -> torch.Tensor:
