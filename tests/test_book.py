@@ -126,8 +126,8 @@ def test_first_code_cell_installs_dlbook_only_when_missing(nb):
     first = next(_source(c) for c in _load(nb)["cells"] if c["cell_type"] == "code")
     assert re.search(r"^try:\n\s+import dlbook\nexcept ImportError", first, re.M), first
     # the magic must be live code, not a comment (jupytext writes "# %pip" unless told otherwise)
-    pip = re.search(r'^[ \t]+%pip install --quiet "dlbook @ git\+(\S+)"', first, re.M)
-    assert pip, f"{nb.name}: the first cell must %pip install dlbook from the repository"
+    pip = re.search(r'^[ \t]+%pip install --quiet "dlbook\[notebooks\] @ git\+(\S+)"', first, re.M)
+    assert pip, f"{nb.name}: the first cell must %pip install dlbook[notebooks] from the repository"
     assert pip.group(1) == _repository_url(), f"{nb.name}: URL differs from _config.yml repository.url"
     assert "dlbook.__version__" in first, f"{nb.name}: the first cell must show dlbook.__version__"
 
