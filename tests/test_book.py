@@ -182,3 +182,71 @@ def test_each_answer_names_its_chinese_term():
             if label in zh and zh[label] not in body:
                 missing.append(f"{nb.name}: {label} ({zh[label]})")
     assert not missing, f"sections without their Chinese term: {missing}"
+
+
+def _requirement_names(requirements: list[str]) -> set[str]:
+    from packaging.requirements import Requirement
+
+    return {re.sub(r"[-_.]+", "-", Requirement(r).name).lower() for r in requirements}
+
+
+def _with_dependencies(names: set[str]) -> set[str]:
+    """The distributions and, transitively, what they require (markers and extras aside)."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    seen, todo = set(), list(names)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            requires = metadata.requires(name) or []
+        except metadata.PackageNotFoundError:
+            continue
+        for r in requires:
+            req = Requirement(r)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                todo.append(re.sub(r"[-_.]+", "-", req.name).lower())
+    return seen
+
+
+def test_notebook_imports_are_installed_by_the_first_cell():
+    """On Colab the first cell installs dlbook[notebooks]: every module a notebook imports must
+    come from the standard library, dlbook, dlbook's dependencies or the `notebooks` extra."""
+    import ast
+    import sys
+    import tomllib
+    from importlib import metadata
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    provided = _with_dependencies(
+        _requirement_names(project["dependencies"]) | _requirement_names(project["optional-dependencies"]["notebooks"]))
+    module_to_dists = metadata.packages_distributions()
+    missing = []
+    for nb in NOTEBOOKS:
+        for cell in _load(nb)["cells"]:
+            if cell["cell_type"] != "code":
+                continue
+            code = "\n".join(line for line in _source(cell).splitlines() if not line.lstrip().startswith(("%", "!")))
+            try:
+                tree = ast.parse(code)
+            except SyntaxError as exc:
+                raise AssertionError(f"{nb.name}: a code cell does not parse: {exc}") from None
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Import):
+                    tops = [a.name.split(".")[0] for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    tops = [node.module.split(".")[0]]
+                else:
+                    continue
+                for top in tops:
+                    if top in sys.stdlib_module_names or top == "dlbook":
+                        continue
+                    dists = {re.sub(r"[-_.]+", "-", d).lower() for d in module_to_dists.get(top, [])}
+                    if not dists & provided:
+                        missing.append(f"{nb.relative_to(ROOT)}: {top} ({', '.join(sorted(dists)) or 'not installed'})")
+    assert not missing, ("imported by a notebook but not installed by its first cell on Colab "
+                         f"(add it to the `notebooks` extra in pyproject.toml): {sorted(set(missing))}")
