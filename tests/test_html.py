@@ -173,11 +173,14 @@ def visit(browser, server):
         v.close()
 
 
-RAW_TEX = re.compile(r"\\\(|\\\)|\\\[|\\\]|\$\$|\\begin\{|\\frac\{")
+# TeX left as text: any command (\gamma, \to, \frac), math delimiters, ^{ or _{, or a dollar sign,
+# in the page's prose (math MathJax typeset, code, and cell outputs are removed first).
+RAW_TEX = re.compile(r"\\[A-Za-z]+|\\[()\[\]{}]|\^\{|_\{|\$")
 VISIBLE_TEXT_JS = """() => {
   const main = document.querySelector('main') || document.body;
   const clone = main.cloneNode(true);
-  clone.querySelectorAll('pre, code, script, style, .highlight, mjx-container').forEach(e => e.remove());
+  clone.querySelectorAll('pre, code, script, style, .highlight, mjx-container, .cell_output, .output')
+    .forEach(e => e.remove());
   return clone.innerText;
 }"""
 
