@@ -117,10 +117,11 @@ seeds: install
 	DLBOOK_PHASE=seeds $(BIN)/python -m pytest -n 2 -q tests/test_notebooks.py --nb-seeds=$(SEEDS) $(NB_CHAPTER)
 
 # Every notebook as on Colab: a fresh venv with Colab's preinstalled stack (tools/colab_venv.sh),
-# dlbook installed by the notebook's own first cell (from this checkout instead of GitHub).
+# dlbook installed by the notebook's own first cell (from this checkout instead of GitHub): the
+# first notebook alone installs it (its budget covers the install), then all run, two at a time.
 colab-check: install
 	tools/colab_venv.sh $(COLAB_VENV) $(VENV)
-	DLBOOK_PHASE=colab $(BIN)/python -m pytest -q tests/test_notebooks.py --nb-kernel=colab-like --nb-install-from="file://$(CURDIR)" --nb-chapter=how-to-use
+	DLBOOK_PHASE=colab $(BIN)/python -m pytest -q tests/test_notebooks.py --nb-kernel=colab-like --nb-install-from="file://$(CURDIR)" --nb-chapter=how-to-use --nb-timeout=900
 	DLBOOK_PHASE=colab $(BIN)/python -m pytest -n 2 -q tests/test_notebooks.py --nb-kernel=colab-like --nb-install-from="file://$(CURDIR)" $(NB_CHAPTER)
 	tools/colab_venv.sh --verify $(COLAB_VENV)
 

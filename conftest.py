@@ -15,6 +15,7 @@ def pytest_addoption(parser):
     group.addoption("--nb-chapter", default="", help="comma-separated chapter folders (default: every notebook in _toc.yml)")
     group.addoption("--nb-seeds", default="0", help="comma-separated DLBOOK_SEED offsets (make seeds: 1,2,3)")
     group.addoption("--nb-kernel", default="python3", help="the Jupyter kernel to run them in (make colab-check: colab-like)")
+    group.addoption("--nb-timeout", type=float, default=120.0, help="wall-clock budget per notebook, seconds")
     group.addoption("--nb-install-from", default="", help="rewrite the first cell's %%pip URL to this (make colab-check)")
 
 

@@ -37,7 +37,8 @@ def test_notebook(notebook_path, seed, request):
     config = request.config
     kernel = config.getoption("--nb-kernel")
     install_from = config.getoption("--nb-install-from") or None
-    result = runner.execute(notebook_path, seed=seed, kernel_name=kernel, rewrite_install=install_from)
+    result = runner.execute(notebook_path, seed=seed, kernel_name=kernel, rewrite_install=install_from,
+                            timeout_s=config.getoption("--nb-timeout"))
     runner.log_execution(result, os.environ.get("DLBOOK_PHASE", "notebooks"))
     request.node.user_properties += [
         ("notebook", result.name), ("seed", seed), ("seconds", f"{result.seconds:.1f}"),
