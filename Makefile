@@ -25,7 +25,7 @@ export OMP_NUM_THREADS := 1
 # (MPLBACKEND stays unset: kernels then use the inline backend, so figures reach the page.)
 NB_CHAPTER := $(if $(CHAPTER),--nb-chapter=$(CHAPTER))
 
-.PHONY: help install chromium book html test test-unit test-notebooks test-browser chapter seeds colab-check lab bench clean
+.PHONY: help install install-book chromium book html test test-unit test-notebooks test-browser chapter seeds colab-check lab bench clean
 
 help:
 	@echo "make book   build the HTML book into _build/html (installs what it needs)"
@@ -36,7 +36,10 @@ help:
 	@echo "make lab    open the chapters in JupyterLab"
 	@echo "make bench  print the benchmark tables"
 
-install: $(STAMP) $(MATHJAX) chromium
+# What the book needs (the venv and MathJax); the tests also need Chromium.
+install-book: $(STAMP) $(MATHJAX)
+
+install: install-book chromium
 
 $(STAMP): requirements.txt pyproject.toml
 	@start=$$(date +%s.%N); \
@@ -71,7 +74,7 @@ chromium:
 # The HTML: first every notebook whose cached outputs are missing or stale (its code, or src/dlbook,
 # changed) is executed, two at a time, by the book's runner into Jupyter Book's cache; then
 # Jupyter Book renders every page from that cache and executes nothing itself.
-book: install html
+book: install-book html
 	@echo; echo "Open file://$(CURDIR)/_build/html/index.html (search works when served: $(BIN)/python -m http.server -d _build/html)"
 
 html:

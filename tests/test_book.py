@@ -250,3 +250,15 @@ def test_notebook_imports_are_installed_by_the_first_cell():
                         missing.append(f"{nb.relative_to(ROOT)}: {top} ({', '.join(sorted(dists)) or 'not installed'})")
     assert not missing, ("imported by a notebook but not installed by its first cell on Colab "
                          f"(add it to the `notebooks` extra in pyproject.toml): {sorted(set(missing))}")
+
+
+def test_publishing_workflow_builds_with_make_book_and_deploys_the_html():
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "publish.yml").read_text())
+    steps = [step for job in workflow["jobs"].values() for step in job.get("steps", [])]
+    runs = [step.get("run", "") for step in steps]
+    assert any(r.strip() == "make book" for r in runs), f"the workflow must build with `make book`: {runs}"
+    uploads = [s for s in steps if str(s.get("uses", "")).startswith("actions/upload-pages-artifact")]
+    assert uploads and uploads[0]["with"]["path"] == "_build/html"
+    assert any(str(s.get("uses", "")).startswith("actions/deploy-pages") for s in steps)
+    assert "github.com/" not in (ROOT / ".github" / "workflows" / "publish.yml").read_text(), \
+        "the repository URL lives in _config.yml only"

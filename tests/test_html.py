@@ -268,3 +268,96 @@ def test_notebook_pages_have_a_colab_button(page):
     notebook = page.relative_to(SITE).with_suffix(".ipynb").as_posix()
     expected = f"https://colab.research.google.com/github/{slug}/blob/main/{notebook}"
     assert expected in _parse(page).links, f"{page.name}: no Colab launch button to {expected}"
+
+
+# -- finding answers: the question index, the claim counts, search, print, narrow screens ------
+STRAY_REPR = re.compile(r"&lt;[\w.]+(?: object)? at 0x[0-9a-f]+&gt;")
+
+
+@pytest.mark.parametrize("page", RENDERED, ids=RENDERED_IDS)
+def test_no_stray_object_repr_on_the_page(page):
+    """A cell ending in e.g. `torch.manual_seed(0)` shows `<torch._C.Generator at 0x...>`."""
+    found = STRAY_REPR.search(page.read_text(encoding="utf-8"))
+    assert found is None, f"{page.name}: stray repr {found.group(0)}"
+
+
+def test_every_page_declares_the_favicon():
+    for page in RENDERED:
+        assert 'rel="icon"' in page.read_text(encoding="utf-8"), f"{page.name}: no favicon link"
+
+
+QUESTIONS = SITE / "questions.html"
+
+
+def test_question_index_lists_every_labelled_section_and_its_links_resolve():
+    labels = set()
+    for nb in (ROOT / "chapters").rglob("*.ipynb"):
+        labels |= set(re.findall(r"\(q-([A-Za-z0-9_.\-]+)\)=", nb.read_text(encoding="utf-8")))
+    html = QUESTIONS.read_text(encoding="utf-8")
+    items = re.findall(r'<li><a class="reference internal" href="([^"]+)">', html)
+    assert len(items) == len(labels), f"{len(items)} questions indexed, {len(labels)} labelled sections"
+    broken = []
+    for href in items:
+        target, fragment = _local_target(QUESTIONS, href)
+        if not target.exists() or fragment not in _parse(target).ids:
+            broken.append(href)
+    assert not broken, f"question index links that do not resolve: {broken[:5]}"
+    assert html.count('class="dlbook-zh"') >= 0.9 * len(items), "most questions should carry their Chinese term"
+
+
+def test_question_filter_narrows_the_list(visit):
+    v = visit(QUESTIONS)
+    shown = "() => [...document.querySelectorAll('.dlbook-question-index li')].filter(li => li.offsetParent !== null).length"
+    total = v.page.evaluate(shown)
+    v.page.fill(".dlbook-question-filter", "交叉熵")
+    zh = v.page.evaluate(shown)
+    assert 0 < zh < total, f"filtering by 交叉熵 left {zh} of {total}"
+    v.page.fill(".dlbook-question-filter", "zzzz-no-such-question")
+    assert v.page.evaluate(shown) == 0
+    assert v.page.inner_text(".dlbook-question-count") == "0"
+    v.page.fill(".dlbook-question-filter", "")
+    assert v.page.evaluate(shown) == total
+    assert not v.errors, v.errors
+
+
+@pytest.mark.parametrize("page", NOTEBOOK_PAGES[:40], ids=[str(p.relative_to(SITE)) for p in NOTEBOOK_PAGES[:40]])
+def test_notebook_pages_say_how_many_claims_they_check(page):
+    m = re.search(r'class="dlbook-claims">This page checks <strong>(\d+)</strong>', page.read_text(encoding="utf-8"))
+    assert m and int(m.group(1)) > 0, f"{page.name}: no claim count under the title"
+
+
+@pytest.mark.parametrize("term, expected", [("Focal", "losses/02"), ("交叉熵", "losses/01")])
+def test_search_finds_the_right_page_first(visit, term, expected):
+    v = visit(SITE / "search.html")
+    v.page.goto(v.page.url + f"?q={term}", wait_until="load")
+    v.page.wait_for_selector("#search-results ul.search li a", timeout=20_000)
+    first = v.page.locator("#search-results ul.search li a").first.get_attribute("href")
+    assert expected in first, f"searching {term!r}: first result {first}, expected {expected}"
+
+
+def test_pages_fit_a_400px_screen(browser, server):
+    context = browser.new_context(viewport={"width": 400, "height": 800})
+    page = context.new_page()
+    try:
+        for target in [QUESTIONS] + NOTEBOOK_PAGES[:3]:
+            page.goto(urljoin(server, str(target.relative_to(SITE))), wait_until="load")
+            overflow = page.evaluate("() => document.querySelector('main').scrollWidth - document.querySelector('main').clientWidth")
+            assert overflow <= 2, f"{target.name}: main content overflows a 400 px screen by {overflow} px"
+    finally:
+        context.close()
+
+
+def test_a_chapter_page_prints_to_pdf(browser, server, tmp_path):
+    page = browser.new_page()
+    try:
+        target = next(p for p in EXPLORER_PAGES) if EXPLORER_PAGES else NOTEBOOK_PAGES[0]
+        page.goto(urljoin(server, str(target.relative_to(SITE))), wait_until="load")
+        page.emulate_media(media="print")
+        hidden = page.evaluate("() => [...document.querySelectorAll('.bd-sidebar-primary, .dlbook-explorer-controls')]"
+                               ".every(e => getComputedStyle(e).display === 'none')")
+        assert hidden, "print CSS must hide the sidebar and explorer controls"
+        pdf = tmp_path / "page.pdf"
+        page.pdf(path=str(pdf))
+        assert pdf.stat().st_size > 10_000
+    finally:
+        page.close()
