@@ -196,7 +196,9 @@ def execute(path: Path, *, seed: int = 0, static: bool = True, kernel_name: str 
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     client = _budget_client_class()(run_nb, timeout=int(timeout_s), kernel_name=kernel_name,
-                                    resources={"metadata": {"path": str(path.parent)}})
+                                    resources={"metadata": {"path": str(path.parent)}},
+                                    # ipykernel 7 warns about TCP on every start: errors only
+                                    extra_arguments=["--IPKernelApp.log_level=ERROR"])
     client.budget_s = timeout_s
     start = client.started = time.perf_counter()
     try:
