@@ -25,7 +25,7 @@ export OMP_NUM_THREADS := 1
 # (MPLBACKEND stays unset: kernels then use the inline backend, so figures reach the page.)
 NB_CHAPTER := $(if $(CHAPTER),--nb-chapter=$(CHAPTER))
 
-.PHONY: help install install-book chromium book html test test-unit test-notebooks test-browser chapter seeds colab-check lab bench clean
+.PHONY: help install install-book chromium book html labs grade test test-unit test-notebooks test-browser chapter seeds colab-check lab bench clean
 
 help:
 	@echo "make book   build the HTML book into _build/html (installs what it needs)"
@@ -33,6 +33,9 @@ help:
 	@echo "make chapter CHAPTER=<name>  one chapter: its unit tests, notebooks and pages (author loop)"
 	@echo "make seeds [CHAPTER=<name>]  every notebook under DLBOOK_SEED=$(SEEDS), as a table"
 	@echo "make colab-check [CHAPTER=<name>]  every notebook in a Colab-like environment"
+	@echo "make labs [CHAPTER=<name>]   student notebooks + otter-grader autograders in _build/labs"
+	@echo "make grade LAB=<chapter>/<notebook> SUBMISSIONS=<dir>  grades.csv + feedback per student"
+	@echo "make book EDITION=student    the HTML book with every solution hidden (_build/student)"
 	@echo "make lab    open the chapters in JupyterLab"
 	@echo "make bench  print the benchmark tables"
 
@@ -74,8 +77,21 @@ chromium:
 # The HTML: first every notebook whose cached outputs are missing or stale (its code, or src/dlbook,
 # changed) is executed, two at a time, by the book's runner into Jupyter Book's cache; then
 # Jupyter Book renders every page from that cache and executes nothing itself.
+EDITION ?=
+ifeq ($(EDITION),student)
+book: install-book html-student
+	@echo; echo "Open file://$(CURDIR)/_build/student/_build/html/index.html (the student edition: solutions hidden)"
+else
 book: install-book html
 	@echo; echo "Open file://$(CURDIR)/_build/html/index.html (search works when served: $(BIN)/python -m http.server -d _build/html)"
+endif
+
+# The student edition: the same pages from the same cache, with sphinx-exercise hiding solutions.
+html-student:
+	@mkdir -p _build/student
+	DLBOOK_PHASE=book $(BIN)/python tools/notebooks.py fill --jobs 2
+	$(BIN)/python tools/notebooks.py config --output _build/student/_config.yml --hide-solutions
+	DLBOOK_EXPLORER_MODE=static $(BIN)/jupyter-book build . --config _build/student/_config.yml --path-output _build/student --warningiserror --nitpick --keep-going
 
 html:
 	@mkdir -p _build
@@ -127,6 +143,18 @@ colab-check: install
 	DLBOOK_PHASE=colab $(BIN)/python -m pytest -q tests/test_notebooks.py --nb-kernel=colab-like --nb-install-from="file://$(CURDIR)" --nb-chapter=how-to-use --nb-timeout=900
 	DLBOOK_PHASE=colab $(BIN)/python -m pytest -n 2 -q tests/test_notebooks.py --nb-kernel=colab-like --nb-install-from="file://$(CURDIR)" $(NB_CHAPTER)
 	tools/colab_venv.sh --verify $(COLAB_VENV)
+
+# Labs for instructors (tools/labs.py, otter-grader): from each notebook's exercises, a student
+# notebook (solutions removed, dlbook's checks kept) and an autograder with hidden tests.
+labs: install-book
+	$(BIN)/python tools/labs.py make $(if $(CHAPTER),--chapter $(CHAPTER)) --out _build/labs
+
+LAB ?=
+SUBMISSIONS ?=
+grade: install-book
+	@test -n "$(LAB)" -a -n "$(SUBMISSIONS)" || { echo "usage: make grade LAB=<chapter>/<notebook> SUBMISSIONS=<folder of .ipynb>"; exit 2; }
+	@test -d _build/labs/$(LAB) || $(MAKE) --no-print-directory labs CHAPTER=$(firstword $(subst /, ,$(LAB)))
+	$(BIN)/python tools/labs.py grade --lab _build/labs/$(LAB) --submissions $(SUBMISSIONS) --out _build/graded/$(LAB)
 
 lab: install
 	$(BIN)/jupyter lab chapters/

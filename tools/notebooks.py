@@ -326,7 +326,13 @@ def main(argv: list[str] | None = None) -> int:
     toc.add_argument("--chapter", required=True)
     toc.add_argument("--output", required=True)
     toc.add_argument("--config-output", default="", help="also write a _config.yml that reads the book's cache")
+    cfg = sub.add_parser("config", help="write a _config.yml that reads the book's cache")
+    cfg.add_argument("--output", required=True)
+    cfg.add_argument("--hide-solutions", action="store_true", help="the student edition")
     args = parser.parse_args(argv)
+    if args.command == "config":
+        write_chapter_config(Path(args.output), hide_solutions=args.hide_solutions)
+        return 0
     chapters = [c for c in args.chapter.split(",") if c] if args.chapter else None
     if args.command == "fill":
         failed = [r for r in fill_cache(toc_notebooks(chapters), jobs=args.jobs) if not r.ok]
@@ -368,12 +374,16 @@ def write_chapter_toc(chapters: list[str], output: Path) -> None:
     output.write_text(yaml.safe_dump({**toc, "parts": parts}, sort_keys=False, allow_unicode=True))
 
 
-def write_chapter_config(output: Path) -> None:
-    """_config.yml with the book's jupyter-cache path made absolute (a chapter build elsewhere reuses it)."""
+def write_chapter_config(output: Path, hide_solutions: bool = False) -> None:
+    """_config.yml with the book's jupyter-cache path made absolute (a build elsewhere reuses it);
+    ``hide_solutions`` makes the student edition (sphinx-exercise drops every solution)."""
     import yaml
 
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     config.setdefault("execute", {})["cache"] = str(CACHE)
+    if hide_solutions:
+        config["sphinx"]["config"]["hide_solutions"] = True
+        config["title"] = config["title"] + " (student edition)"
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
 
