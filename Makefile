@@ -16,7 +16,7 @@ MATHJAX_VERSION := 3.2.2
 MATHJAX := _static/mathjax/tex-svg-full.js
 CHAPTER ?=
 SEEDS   ?= 1,2,3
-COLAB_VENV := .colab-venv
+COLAB_VENV := _build/colab-venv
 # Notebooks run with strict exercise checks; the book build only needs the static explorers.
 export DLBOOK_STRICT_CHECKS := 1
 # One torch/OpenMP thread per process: the tests run two notebooks at once on two cores, and
@@ -163,4 +163,4 @@ bench: install
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b; done
 
 clean:
-	rm -rf _build .cache .pytest_cache $(COLAB_VENV)
+	rm -rf _build .cache .pytest_cache

@@ -10,8 +10,9 @@ the committed source with ``--overwrite``), so the HTML build had to execute eve
 second time. Here a successful default-seed execution is stored in Jupyter Book's own
 jupyter-cache (``_build/.jupyter_cache``), keyed as MyST-NB keys it (the code cells and the
 kernelspec), so ``jupyter-book build`` renders from the cache and executes nothing. The cache
-record also carries a hash of ``src/dlbook``: a change to the package makes ``make book``
-execute the notebooks again (MyST-NB's key alone would miss it).
+record also carries a hash of the ``src/dlbook`` modules the notebook imports (transitively):
+a change to one of them makes ``make book`` execute that notebook again (MyST-NB's key alone
+would miss it), and a change elsewhere in the package leaves it alone.
 
 A failure names the notebook, the failing cell (its index and first line) and the traceback;
 each notebook has a wall-clock budget (``NOTEBOOK_TIMEOUT_S``) so a runaway loop fails fast.
@@ -98,13 +99,50 @@ def chapter_modules(notebooks: Iterable[Path]) -> list[str]:
 
 
 # --- the package hash ---------------------------------------------------------------------------
-def package_hash() -> str:
-    """md5 over src/dlbook's files: cached outputs made with other package code are stale."""
+PACKAGE = ROOT / "src" / "dlbook"
+# build-time only (the Sphinx extension, plotting style is imported by every notebook anyway)
+NOT_NOTEBOOK_CODE = {"sphinxext"}
+_IMPORT = re.compile(r"^\s*(?:from\s+(?:dlbook|\.)\s+import\s+([\w, ()]+)|from\s+(?:dlbook)?\.(\w+)\s+import|import\s+dlbook\.(\w+))", re.M)
+
+
+def _imports(text: str) -> set[str]:
+    found: set[str] = set()
+    for names, mod1, mod2 in _IMPORT.findall(text):
+        if names:
+            found.update(n.strip(" ()").split(" as ")[0].strip() for n in names.split(","))
+        found.update(m for m in (mod1, mod2) if m)
+    found.update(re.findall(r"\bdlbook\.(\w+)", text))
+    return {m for m in found if (PACKAGE / f"{m}.py").exists()}
+
+
+def dependencies(path: Path) -> list[Path]:
+    """The package files a notebook's outputs depend on: the dlbook modules it imports,
+    transitively, plus ``__init__.py`` and the bundled data."""
+    import json
+
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    todo = _imports("\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code"))
+    seen: set[str] = set()
+    while todo:
+        mod = todo.pop()
+        if mod in seen or mod in NOT_NOTEBOOK_CODE:
+            continue
+        seen.add(mod)
+        todo |= _imports((PACKAGE / f"{mod}.py").read_text(encoding="utf-8")) - seen
+    files = [PACKAGE / f"{m}.py" for m in sorted(seen)] + [PACKAGE / "__init__.py"]
+    files += sorted(p for p in (PACKAGE / "data").rglob("*") if p.is_file())
+    return files
+
+
+def package_hash(path: Path | None = None) -> str:
+    """md5 over the package files the notebook at ``path`` depends on (all of src/dlbook when
+    ``path`` is None): cached outputs made with other package code are stale."""
+    files = dependencies(path) if path is not None else sorted(
+        p for p in PACKAGE.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
     h = hashlib.md5()
-    for path in sorted((ROOT / "src" / "dlbook").rglob("*")):
-        if path.is_file() and "__pycache__" not in path.parts:
-            h.update(str(path.relative_to(ROOT)).encode())
-            h.update(path.read_bytes())
+    for file in files:
+        h.update(str(file.relative_to(ROOT)).encode())
+        h.update(file.read_bytes())
     return h.hexdigest()
 
 
@@ -245,7 +283,7 @@ def _lock(cache: Path):
     return FileLock(str(cache) + ".lock", timeout=120)
 
 
-def store(result: Result, cache: Path = CACHE, pkg_hash: str | None = None) -> None:
+def store(result: Result, cache: Path = CACHE) -> None:
     """Put a successful default-seed execution into jupyter-cache, as MyST-NB would."""
     from jupyter_cache import get_cache
     from jupyter_cache.base import CacheBundleIn
@@ -258,11 +296,11 @@ def store(result: Result, cache: Path = CACHE, pkg_hash: str | None = None) -> N
         jc.cache_notebook_bundle(
             CacheBundleIn(result.executed, record.uri,
                           data={"execution_seconds": result.seconds,
-                                "dlbook_hash": pkg_hash or package_hash()}),
+                                "dlbook_hash": package_hash(result.path)}),
             check_validity=False, overwrite=True)
 
 
-def is_fresh(path: Path, cache: Path = CACHE, pkg_hash: str | None = None) -> bool:
+def is_fresh(path: Path, cache: Path = CACHE) -> bool:
     """Whether the cache holds this notebook's current code, run with the current package."""
     import nbformat
     from jupyter_cache import get_cache
@@ -275,7 +313,7 @@ def is_fresh(path: Path, cache: Path = CACHE, pkg_hash: str | None = None) -> bo
             record = jc.match_cache_notebook(nbformat.read(path, as_version=4))
         except KeyError:
             return False
-    return record.data.get("dlbook_hash") == (pkg_hash or package_hash())
+    return record.data.get("dlbook_hash") == package_hash(path)
 
 
 def log_execution(result: Result, phase: str) -> None:
@@ -285,12 +323,12 @@ def log_execution(result: Result, phase: str) -> None:
         f.write(f"{phase}\t{result.name}\t{result.seed}\t{result.seconds:.2f}\t{'ok' if result.ok else 'FAIL'}\n")
 
 
-def _fill_one(args: tuple[str, str, str]) -> Result:
-    path, pkg_hash, phase = Path(args[0]), args[1], args[2]
+def _fill_one(args: tuple[str, str]) -> Result:
+    path, phase = Path(args[0]), args[1]
     result = execute(path)
     log_execution(result, phase)
     if result.ok:
-        store(result, pkg_hash=pkg_hash)
+        store(result)
     result.executed = None  # not needed by the parent; keeps the pickle small
     return result
 
@@ -299,15 +337,14 @@ def fill_cache(notebooks: list[Path], jobs: int = 2, phase: str = "book") -> lis
     """Execute (``jobs`` at a time) the notebooks whose cached outputs are missing or stale."""
     from concurrent.futures import ProcessPoolExecutor
 
-    pkg_hash = package_hash()
-    stale = [nb for nb in notebooks if not is_fresh(nb, pkg_hash=pkg_hash)]
+    stale = [nb for nb in notebooks if not is_fresh(nb)]
     print(f"notebooks: {len(notebooks)} in the book, {len(notebooks) - len(stale)} fresh in the "
           f"cache, {len(stale)} to execute", flush=True)
     if not stale:
         return []
     results = []
     with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for result in pool.map(_fill_one, [(str(nb), pkg_hash, phase) for nb in stale]):
+        for result in pool.map(_fill_one, [(str(nb), phase) for nb in stale]):
             print(("  " if result.ok else "") + result.report(), flush=True)
             results.append(result)
     return results

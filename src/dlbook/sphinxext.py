@@ -24,6 +24,7 @@ It mends three things the Jupyter Book 1 stack does that break an offline page:
 from __future__ import annotations
 
 import html
+import json
 import re
 from typing import Any
 
@@ -32,10 +33,13 @@ from docutils.parsers.rst import Directive
 
 QUESTION_PREFIX = "q-"
 QUESTIONS_DOC = "questions"  # the page that holds the question-index directive
+GUIDE_DOC = "instructors"  # the instructor guide (lab-guide directive)
 # a Chinese term: a run of CJK characters, possibly with a few joiners inside (BN 小批量 ...)
 CJK_TERM = re.compile(r"[\u4e00-\u9fff][\u4e00-\u9fff\w、，·/ -]*[\u4e00-\u9fff]|[\u4e00-\u9fff]")
 ASSERT = re.compile(r"^\s*assert\b", re.M)
 CHECK = re.compile(r"\bcheck_(?:close|function|true)\(")
+EXERCISE_LABEL = re.compile(r"```\{exercise\}[^\n]*\n(?::[^\n]*\n)*?:label: ([\w.-]+)")
+MINUTES_PER_EXERCISE, MINUTES_PER_NOTEBOOK = 20, 15
 FILTER_JS = """<input type="search" class="dlbook-question-filter" placeholder="Filter the questions (English or 中文)"
  aria-label="Filter the questions" oninput="(function(box){var q=box.value.toLowerCase();
  document.querySelectorAll('.dlbook-question-index li').forEach(function(li){
@@ -105,13 +109,27 @@ def _collect(app: Any, doctree: nodes.document) -> None:
     env.dlbook_claims[env.docname] = claims
 
 
+def _collect_exercises(app: Any, doctree: nodes.document) -> None:
+    """The exercise labels of a page, from its source (for the instructor guide's lab table)."""
+    env = app.env
+    source = str(env.doc2path(env.docname))
+    text = ""
+    if source.endswith(".ipynb"):
+        with open(source, encoding="utf-8") as f:
+            cells = json.load(f)["cells"]
+        text = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    if not hasattr(env, "dlbook_exercises"):
+        env.dlbook_exercises = {}
+    env.dlbook_exercises[env.docname] = EXERCISE_LABEL.findall(text)
+
+
 def _purge(app: Any, env: Any, docname: str) -> None:
-    for attr in ("dlbook_questions", "dlbook_claims"):
+    for attr in ("dlbook_questions", "dlbook_claims", "dlbook_exercises"):
         getattr(env, attr, {}).pop(docname, None)
 
 
 def _merge(app: Any, env: Any, docnames: set, other: Any) -> None:
-    for attr in ("dlbook_questions", "dlbook_claims"):
+    for attr in ("dlbook_questions", "dlbook_claims", "dlbook_exercises"):
         if not hasattr(env, attr):
             setattr(env, attr, {})
         getattr(env, attr).update({d: v for d, v in getattr(other, attr, {}).items() if d in docnames})
@@ -121,7 +139,7 @@ def _always_rewrite_index(app: Any, env: Any, added: set, changed: set, removed:
     """The index page lists every page's questions: read it again whenever anything changed."""
     if not (added or changed or removed):
         return []
-    return [d for d in env.found_docs if d == QUESTIONS_DOC]
+    return [d for d in env.found_docs if d in (QUESTIONS_DOC, GUIDE_DOC)]
 
 
 def _chapter_of(env: Any, docname: str) -> tuple[int, str, str]:
@@ -176,6 +194,49 @@ def _resolve(app: Any, doctree: nodes.document, fromdocname: str) -> None:
         placeholder.replace_self(nodes.raw("", "\n".join(out), format="html"))
 
 
+class lab_guide(nodes.General, nodes.Element):
+    """Placeholder for the instructor guide's per-chapter table of labs."""
+
+
+class LabGuide(Directive):
+    """``{lab-guide}``: per chapter, what a student can answer after it and its labs."""
+
+    def run(self):
+        return [lab_guide("")]
+
+
+def _resolve_lab_guide(app: Any, doctree: nodes.document, fromdocname: str) -> None:
+    env = app.env
+    for placeholder in list(doctree.findall(lab_guide)):
+        order = _reading_order(env)
+        chapters: dict[str, list[str]] = {}
+        for docname in order:
+            if docname.startswith("chapters/") and docname.count("/") >= 2 and not docname.endswith("/index"):
+                chapters.setdefault(docname.rsplit("/", 1)[0] + "/index", []).append(docname)
+        out = []
+        for chapter_doc, docs in chapters.items():
+            title = env.titles.get(chapter_doc)
+            link = app.builder.get_relative_uri(fromdocname, chapter_doc)
+            out.append(f'<section class="dlbook-lab-chapter"><h3><a href="{html.escape(link)}">'
+                       f'{html.escape(title.astext() if title else chapter_doc)}</a></h3>')
+            questions = [q["title"] for d in docs for q in getattr(env, "dlbook_questions", {}).get(d, [])]
+            if questions:
+                out.append(f"<p>After it a student can answer {len(questions)} questions, such as:</p><ul>")
+                out += [f"<li>{html.escape(q)}</li>" for q in questions[:4]]
+                out.append("</ul>")
+            out.append('<table class="dlbook-lab-table"><thead><tr><th>lab (notebook)</th><th>exercises, all auto-graded</th>'
+                       "<th>time</th></tr></thead><tbody>")
+            for d in docs:
+                labels = getattr(env, "dlbook_exercises", {}).get(d, [])
+                minutes = MINUTES_PER_NOTEBOOK + MINUTES_PER_EXERCISE * len(labels)
+                page = env.titles.get(d)
+                out.append(f'<tr><td><a href="{html.escape(app.builder.get_relative_uri(fromdocname, d))}">'
+                           f'{html.escape(page.astext() if page else d)}</a><br><code>LAB={html.escape(d.removeprefix("chapters/"))}</code></td>'
+                           f"<td>{len(labels)}: {html.escape(', '.join(labels)) or '-'}</td><td>about {minutes} min</td></tr>")
+            out.append("</tbody></table></section>")
+        placeholder.replace_self(nodes.raw("", "\n".join(out), format="html"))
+
+
 def _claims_line(app: Any, doctree: nodes.document, fromdocname: str) -> None:
     """Under a notebook page's title: how many claims the page checked when it was built."""
     claims = getattr(app.env, "dlbook_claims", {}).get(fromdocname, 0)
@@ -194,6 +255,10 @@ def _claims_line(app: Any, doctree: nodes.document, fromdocname: str) -> None:
 def setup(app: Any) -> dict[str, Any]:
     app.add_node(question_index)
     app.add_directive("question-index", QuestionIndex)
+    app.add_node(lab_guide)
+    app.add_directive("lab-guide", LabGuide)
+    app.connect("doctree-read", _collect_exercises)
+    app.connect("doctree-resolved", _resolve_lab_guide)
     app.connect("doctree-read", _collect)
     app.connect("env-purge-doc", _purge)
     app.connect("env-merge-info", _merge)
