@@ -125,8 +125,14 @@ def test_newton_step_solves_quadratic_and_matches_lstsq():
     hess = q @ torch.diag(torch.linspace(1, 100, 6, dtype=torch.float64)) @ q.T
     b = torch.randn(6, generator=rng, dtype=torch.float64)
     x = torch.randn(6, generator=rng, dtype=torch.float64)
-    x1 = O.newton_step(x, hess @ x - b, hess)
+    x1, state = O.newton_step(x, hess @ x - b, hessian=hess)
     torch.testing.assert_close(x1, torch.linalg.solve(hess, b), rtol=1e-10, atol=1e-10)
+    assert state == {}
+    # the (param, state) contract: run() iterates it; a callable Hessian is evaluated at param
+    path = O.run(O.newton_step, lambda v: hess @ v - b, x, steps=2, hessian=lambda v: hess)
+    assert path.shape == (3, 6)
+    torch.testing.assert_close(path[1], x1, rtol=0, atol=0)
+    torch.testing.assert_close(path[2], x1, rtol=1e-10, atol=1e-10)  # a quadratic: one step is exact
 
 
 def test_lars_relative_update_is_lr_times_trust():
@@ -134,8 +140,37 @@ def test_lars_relative_update_is_lr_times_trust():
     for scale in [1e-3, 1.0, 1e3]:
         w = torch.randn(8, 4, generator=rng, dtype=torch.float64)
         g = scale * torch.randn(8, 4, generator=rng, dtype=torch.float64)
-        w1 = O.lars(w, g, lr=0.1, trust_coefficient=0.01, eps=0.0)
+        w1, state = O.lars(w, g, lr=0.1, trust_coefficient=0.01, eps=0.0)
         torch.testing.assert_close((w1 - w).norm() / w.norm(), torch.tensor(1e-3, dtype=torch.float64))
+        assert state == {}
+
+
+@pytest.mark.parametrize("eps", [0.0, 1e-9])
+def test_lars_zero_gradient_or_zero_param_gives_zero_step(eps):
+    """Regression: eps=0 and g=0 used to give 0/0 = NaN. A zero gradient is a zero step."""
+    w = torch.randn(4, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    w1, _ = O.lars(w, torch.zeros_like(w), lr=0.1, eps=eps)
+    assert torch.isfinite(w1).all()
+    torch.testing.assert_close(w1, w, rtol=0, atol=0)
+    z = torch.zeros(5, dtype=torch.float64)  # a zero tensor: trust ratio 0, as the formula says
+    z1, _ = O.lars(z, torch.ones(5, dtype=torch.float64), lr=0.1, eps=eps)
+    torch.testing.assert_close(z1, z, rtol=0, atol=0)
+
+
+def test_lars_and_newton_follow_the_param_state_contract():
+    """Every optimizer is (param, grad, state, **hyper) -> (param, state), so run() takes each."""
+    grad = lambda v: torch.tensor([1.0, 10.0], dtype=torch.float64) * v  # noqa: E731
+    x0 = torch.tensor([1.0, 1.0], dtype=torch.float64)
+    for step, hyper in [(O.lars, {"lr": 0.5, "trust_coefficient": 0.1}), (O.newton_step, {"hessian": torch.diag(torch.tensor([1.0, 10.0], dtype=torch.float64))}),
+                        (O.sgd, {"lr": 0.05}), (O.adam, {"lr": 0.05}), (O.lamb, {"lr": 0.05})]:
+        out = step(x0, grad(x0), {}, **hyper)
+        assert isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], dict), step.__name__
+        path = O.run(step, grad, x0, steps=3, **hyper)
+        assert path.shape == (4, 2) and torch.isfinite(path).all(), step.__name__
+    with pytest.raises(TypeError, match="lars keeps no state"):
+        O.lars(x0, grad(x0), {"momentum_buffer": x0})
+    with pytest.raises(TypeError, match="newton_step keeps no state"):
+        O.newton_step(x0, grad(x0), torch.eye(2, dtype=torch.float64), hessian=torch.eye(2, dtype=torch.float64))
 
 
 @settings(max_examples=30, deadline=None)
@@ -181,7 +216,8 @@ def test_momentum_conventions_agree_at_constant_lr(lr, mu):
         (lambda p, g: O.adam(p, g[:2]), "grad"),
         (lambda p, g: O.adafactor(p.view(3, 1), g.view(3, 1), {"variance": p, "step": 1}), "row_var"),
         (lambda p, g: O.adafactor(p, g, beta2_decay=0.5), "beta2_decay"),
-        (lambda p, g: O.newton_step(p, g, torch.eye(2)), "hessian"),
+        (lambda p, g: O.newton_step(p, g, hessian=torch.eye(2)), "hessian"),
+        (lambda p, g: O.newton_step(p, g, hessian=lambda v: torch.eye(2)), "hessian"),
         (lambda p, g: O.lars(p, g, trust_coefficient=-1.0), "trust_coefficient"),
         (lambda p, g: O.run(O.sgd, lambda x: x, p, steps=-1), "steps"),
     ],

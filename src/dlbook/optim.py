@@ -10,7 +10,8 @@ pass the same keyword arguments to both.
 The first-order optimizers use only arithmetic (``**0.5`` for the square root), so they work
 on NumPy arrays and torch tensors alike, and on a whole batch of starting points at once:
 ``param`` of shape ``(K, 2)`` is ``K`` independent 2-D runs (every operation is elementwise).
-:func:`adafactor` and :func:`newton_step` need torch tensors.
+:func:`adafactor`, :func:`lars`, :func:`lamb` and :func:`newton_step` need torch tensors;
+the stateless :func:`lars` and :func:`newton_step` return ``{}`` as their state.
 
 Notation: ``theta`` parameter, ``g`` gradient, ``t`` step count (starting at 1), ``lr`` the
 learning rate eta.
@@ -93,9 +94,11 @@ def sgd(
         \\theta \\leftarrow \\theta - \\eta\\, b_t \\;\\text{or, Nesterov,}\\; \\theta - \\eta (g + \\mu b_t)
 
     Conventions: the buffer ``b`` accumulates raw gradients and ``lr`` multiplies it *when
-    applied* (Sutskever et al. 2013, as PyTorch). The textbook form :func:`momentum_textbook`
-    puts ``lr`` inside the buffer; both give identical iterates while ``lr`` is constant and
-    ``dampening == 0`` (``v = lr * b``), and differ after ``lr`` changes. The first step sets
+    applied*. This is PyTorch's own form, and its documentation says that it *differs* from
+    Sutskever et al. (2013) and other frameworks, which put ``lr`` inside the velocity:
+    ``v = mu * v + lr * g``, ``theta -= v`` (:func:`momentum_textbook`, the form of Polyak 1964
+    and Sutskever et al. 2013, eq. 1). The two give identical iterates while ``lr`` is constant
+    and ``dampening == 0`` (``v = lr * b``), and differ after ``lr`` changes. The first step sets
     ``b_1 = g`` (dampening not applied), as torch does. With ``momentum == 0`` the state stays ``{}``.
     """
     _check_nonneg(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay)
@@ -114,7 +117,7 @@ def sgd(
 def momentum_textbook(
     param: Any, grad: Any, state: State | None = None, *, lr: float = 1e-3, gamma: float = 0.9
 ) -> tuple[Any, State]:
-    """Heavy-ball momentum in the textbook form (Polyak 1964; Qian 1999).
+    """Heavy-ball momentum in the textbook form (Polyak 1964; Qian 1999; Sutskever et al. 2013, eq. 1).
 
     .. math:: v_t = \\gamma v_{t-1} + \\eta g_t, \\qquad \\theta_{t+1} = \\theta_t - v_t, \\qquad v_0 = 0
 
@@ -309,19 +312,35 @@ def adafactor(
 
 
 def lars(
-    param: torch.Tensor, grad: torch.Tensor, *, lr: float = 1e-3, trust_coefficient: float = 1e-3, eps: float = 1e-9
-) -> torch.Tensor:
+    param: torch.Tensor, grad: torch.Tensor, state: State | None = None, *, lr: float = 1e-3,
+    trust_coefficient: float = 1e-3, eps: float = 1e-9,
+) -> tuple[torch.Tensor, State]:
     """One LARS step for one layer, without momentum (You, Gitman & Ginsburg 2017, eq. 6).
 
     .. math:: \\theta \\leftarrow \\theta - \\eta\\, \\tau \\frac{\\lVert\\theta\\rVert}{\\lVert g\\rVert + \\epsilon}\\, g
 
     So ``||d theta|| / ||theta|| = lr * trust_coefficient`` in every layer, whatever its
     gradient scale. (Weight decay and momentum, in the paper, are left out here.)
+    Conventions: a zero gradient gives a zero step, also with ``eps=0`` (the trust ratio is
+    set to 0 there instead of computing 0/0 = NaN). A zero tensor (``||theta|| = 0``, e.g. a
+    zero-initialised bias) gets trust ratio 0 and never moves, as the formula says: exclude such
+    tensors from LARS (see the chapter) or use :func:`lamb`'s fallback ratio of 1.
+    Stateless: ``state`` is accepted and returned as ``{}``, so that LARS has the
+    ``(param, state)`` contract of every other optimizer here (and works with :func:`run`).
     """
     _check_nonneg(lr=lr, trust_coefficient=trust_coefficient, eps=eps)
     _check_shapes(param, grad)
-    trust_ratio = trust_coefficient * param.norm() / (grad.norm() + eps)  # local lr of this layer
-    return param - lr * trust_ratio * grad
+    _check_stateless(state, "lars")
+    w_norm, g_norm = param.norm(), grad.norm()
+    safe_g_norm = torch.where(g_norm > 0, g_norm, torch.ones_like(g_norm))  # no 0/0 when g = 0
+    trust_ratio = torch.where(g_norm > 0, trust_coefficient * w_norm / (safe_g_norm + eps), torch.zeros_like(g_norm))
+    return param - lr * trust_ratio * grad, {}
+
+
+def _check_stateless(state: Any, name: str) -> None:
+    if state is not None and not (isinstance(state, dict) and len(state) == 0):
+        hint = " (the Hessian is now the keyword hessian=...)" if isinstance(state, torch.Tensor) else ""
+        raise TypeError(f"{name} keeps no state: pass None or {{}} as state, got {type(state).__name__}{hint}")
 
 
 def lamb(
@@ -357,23 +376,31 @@ def lamb(
     return param - lr * trust_ratio * u, {"exp_avg": m, "exp_avg_sq": v, "step": t}
 
 
-def newton_step(param: torch.Tensor, grad: torch.Tensor, hessian: torch.Tensor, *, lr: float = 1.0) -> torch.Tensor:
+def newton_step(
+    param: torch.Tensor, grad: torch.Tensor, state: State | None = None, *,
+    hessian: torch.Tensor | Callable[[torch.Tensor], torch.Tensor], lr: float = 1.0,
+) -> tuple[torch.Tensor, State]:
     """One (damped) Newton step: solve ``H d = g`` and move ``theta - lr * d``.
 
     .. math:: \\theta \\leftarrow \\theta - \\eta\\, H^{-1} \\nabla f(\\theta)
 
-    ``param`` and ``grad`` are flat vectors of length ``n`` and ``hessian`` is ``(n, n)``.
-    The solve (LU, ``torch.linalg.solve``) costs O(n^3) time and H costs O(n^2) memory. No
-    safeguard: on an indefinite H the step heads for the saddle just as readily (Dauphin et al. 2014).
+    ``param`` and ``grad`` are flat vectors of length ``n``; ``hessian`` (keyword) is the
+    ``(n, n)`` matrix, or a function ``param -> (n, n)`` so that :func:`run` can iterate it.
+    Returns ``(param, {})``: the ``(param, state)`` contract of every optimizer here (Newton
+    keeps no state). The solve (LU, ``torch.linalg.solve``) costs O(n^3) time and H costs
+    O(n^2) memory. No safeguard: on an indefinite H the step heads for the saddle just as
+    readily (Dauphin et al. 2014).
     """
     _check_nonneg(lr=lr)
+    _check_stateless(state, "newton_step")
     if param.dim() != 1 or grad.shape != param.shape:
         raise ValueError(f"param and grad must be vectors of one shape, got {tuple(param.shape)} and {tuple(grad.shape)}")
     n = param.shape[0]
-    if tuple(hessian.shape) != (n, n):
-        raise ValueError(f"hessian must have shape ({n}, {n}), got {tuple(hessian.shape)}")
-    d = torch.linalg.solve(hessian, grad)  # H d = g
-    return param - lr * d
+    H = hessian(param) if callable(hessian) else hessian
+    if not isinstance(H, torch.Tensor) or tuple(H.shape) != (n, n):
+        raise ValueError(f"hessian must have shape ({n}, {n}), got {tuple(getattr(H, 'shape', ()))}")
+    d = torch.linalg.solve(H, grad)  # H d = g
+    return param - lr * d, {}
 
 
 def run(
