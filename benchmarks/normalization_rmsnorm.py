@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dlbook import rng
 from dlbook.norm import layer_norm, rms_norm
 
 
@@ -19,7 +20,7 @@ def median_time(fn, repeats: int = 50) -> float:
 
 
 def main() -> None:
-    torch.manual_seed(0)
+    rng.seed(0)
     print(f"{'shape':>14} | {'nn.LayerNorm us':>15} | {'nn.RMSNorm us':>13} | {'dlbook LN us':>12} | {'dlbook RMS us':>13}")
     with torch.no_grad():
         for rows, d in [(64, 256), (256, 1024), (1024, 4096)]:

@@ -238,6 +238,24 @@ def test_dice_is_one_minus_f1_on_hard_masks():
     assert math.isclose(L.dice_loss(torch.tensor(p), torch.tensor(g)).item(), 1 - f1_score(g[0], p[0]), rel_tol=1e-6)
 
 
+def test_dice_squared_pred_is_vnet_form():
+    g_ = torch.Generator().manual_seed(3)
+    p = torch.rand(3, 4, 5, generator=g_, dtype=torch.float64)
+    m = (torch.rand(3, 4, 5, generator=g_, dtype=torch.float64) < 0.3).double()
+    pf, mf = p.flatten(1), m.flatten(1)
+    vnet = 1 - 2 * (pf * mf).sum(1) / ((pf**2).sum(1) + (mf**2).sum(1))  # Milletari et al. 2016, eq. 1
+    linear = 1 - 2 * (pf * mf).sum(1) / (pf.sum(1) + mf.sum(1))
+    torch.testing.assert_close(L.dice_loss(p, m, squared_pred=True, eps=0.0, reduction="none"), vnet)
+    torch.testing.assert_close(L.dice_loss(p, m, eps=0.0, reduction="none"), linear)
+    assert not torch.allclose(vnet, linear)  # soft predictions: the variants differ
+    hard = (p > 0.5).double()  # hard masks: p^2 = p, they agree
+    torch.testing.assert_close(L.dice_loss(hard, m, squared_pred=True), L.dice_loss(hard, m))
+    leaf = p.clone().requires_grad_()
+    assert torch.autograd.gradcheck(lambda x: L.dice_loss(x, m, squared_pred=True, smooth=1.0), (leaf,))
+    with pytest.raises(TypeError, match="squared_pred"):
+        L.dice_loss(p, m, squared_pred=1)
+
+
 def test_hungarian_equals_brute_force():
     g = torch.Generator().manual_seed(0)
     for _ in range(5):

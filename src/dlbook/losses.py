@@ -362,8 +362,12 @@ def triplet_margin_loss(
     swap: bool = False,
     reduction: str = "mean",
 ) -> Tensor:
-    r"""Triplet loss (三元组损失; Schroff et al. 2015): $\max(0, d(a,p) - d(a,n) + m)$.
+    r"""Triplet loss (三元组损失): $\max(0, d(a,p) - d(a,n) + m)$, as ``torch.nn.TripletMarginLoss``.
 
+    FaceNet (Schroff et al. 2015, eq. 1) uses *squared* distances between L2-normalized
+    embeddings, $\max(0, \|a-p\|_2^2 - \|a-n\|_2^2 + \alpha)$; this function, like torch, uses the
+    plain distance (the form Hermans et al. 2017 recommend); for FaceNet's form, normalize the
+    embeddings and compute the squared distances directly.
     $d(x, y) = \|x - y + \epsilon\|_p$ as torch (eps added to the difference);
     ``swap=True`` uses $\min(d(a,n), d(p,n))$ (Balntas et al. 2016).
     """
@@ -441,16 +445,28 @@ def distillation_loss(
     return alpha * soft + (1 - alpha) * cross_entropy(student_logits, target)
 
 
-def dice_loss(input: Tensor, target: Tensor, *, smooth: float = 0.0, eps: float = 1e-7, reduction: str = "mean") -> Tensor:
-    r"""Soft Dice loss (Dice损失; Milletari et al. 2016): $1 - \frac{2\sum p g + s}{\sum p + \sum g + s + \epsilon}$.
+def dice_loss(
+    input: Tensor, target: Tensor, *, smooth: float = 0.0, eps: float = 1e-7, squared_pred: bool = False,
+    reduction: str = "mean",
+) -> Tensor:
+    r"""Soft Dice loss (Dice损失): $1 - \frac{2\sum p g + s}{\sum p + \sum g + s + \epsilon}$.
+
+    Two variants are in use. The default is the linear form (Sudre et al. 2017 without class
+    weights; MONAI's ``DiceLoss`` default): on hard masks with $s = 0$ it is $1 - F_1$.
+    ``squared_pred=True`` is V-Net's form (Milletari et al. 2016, eq. 1), squares in the
+    denominator, $1 - \frac{2\sum p g + s}{\sum p^2 + \sum g^2 + s + \epsilon}$ (MONAI's
+    ``squared_pred=True``). The two agree on hard masks ($p^2 = p$) and differ on soft ones.
 
     ``input``: (N, ...) foreground probabilities, ``target``: (N, ...) masks; sums run over
-    all dims but the first, one loss per sample. On hard masks with $s = 0$ it is $1 - F_1$.
+    all dims but the first, one loss per sample.
     """
     _check_same_shape(input, target)
     _check_unit_interval("input", input)
+    if not isinstance(squared_pred, bool):
+        raise TypeError(f"squared_pred must be a bool, got {type(squared_pred).__name__}")
     p, g = input.flatten(1), target.flatten(1)
-    dice = (2 * (p * g).sum(1) + smooth) / (p.sum(1) + g.sum(1) + smooth + eps)
+    denom = (p**2).sum(1) + (g**2).sum(1) if squared_pred else p.sum(1) + g.sum(1)
+    dice = (2 * (p * g).sum(1) + smooth) / (denom + smooth + eps)
     return _reduce(1 - dice, reduction)
 
 
