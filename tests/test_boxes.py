@@ -224,3 +224,115 @@ def test_detection_pr_duplicate_is_false_positive():
         detection_pr([dt], [gt, gt], label=0)
     with pytest.raises(ValueError, match="no ground-truth"):
         coco_map([dt], [{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long)}])
+
+
+# ============================================================================ oracles on generated inputs
+# (issue 12 sec. 4): pycocotools and onnxruntime on Hypothesis scenes with ties, empty images,
+# empty predictions and more than 100 detections per image (tests/strategies.py).
+from strategies import detection_scene, int_boxes  # noqa: E402
+
+
+def coco_eval(preds, target, *, max_dets=(1, 10, 100), n_classes=3):
+    """pycocotools' COCOeval on in-memory datasets (loadRes cannot take an empty result list)."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    images, anns, dets = [], [], []
+    for img_id, (p, t) in enumerate(zip(preds, target), start=1):
+        images.append({"id": img_id, "width": 400, "height": 400})
+        for box, lab in zip(to_xywh(t["boxes"]).reshape(-1, 4), t["labels"].tolist()):
+            anns.append({"id": len(anns) + 1, "image_id": img_id, "category_id": lab + 1, "bbox": box.tolist(),
+                         "area": float(box[2] * box[3]), "iscrowd": 0})
+        for box, lab, s in zip(to_xywh(p["boxes"]).reshape(-1, 4), p["labels"].tolist(), p["scores"].tolist()):
+            x, y, w, h = box.tolist()
+            dets.append({"id": len(dets) + 1, "image_id": img_id, "category_id": lab + 1, "bbox": [x, y, w, h],
+                         "score": s, "area": w * h, "iscrowd": 0})
+    cats = [{"id": k + 1, "name": str(k)} for k in range(n_classes)]
+    with contextlib.redirect_stdout(io.StringIO()):          # pycocotools prints progress
+        coco_gt, coco_dt = COCO(), COCO()
+        coco_gt.dataset = {"images": images, "annotations": anns, "categories": cats}
+        coco_dt.dataset = {"images": images, "annotations": dets, "categories": cats}
+        coco_gt.createIndex()
+        coco_dt.createIndex()
+        ev = COCOeval(coco_gt, coco_dt, "bbox")
+        ev.params.maxDets = list(max_dets)
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return ev
+
+
+def _check_scene_against_coco(preds, target, max_dets=100):
+    ev = coco_eval(preds, target, max_dets=(1, 2, max_dets))   # distinct entries: COCOeval looks maxDets up by value
+    if sum(len(t["labels"]) for t in target) == 0:               # no ground truth anywhere: undefined
+        with pytest.raises(ValueError, match="no ground-truth"):
+            coco_map(preds, target, max_detections=max_dets)
+        assert ev.stats[0] == -1                                   # pycocotools' "undefined" marker
+        return
+    ours = coco_map(preds, target, max_detections=max_dets)
+    prec = ev.eval["precision"][:, :, :, 0, 2]                 # (T, R, K) at area "all", maxDets[2]
+    mean_defined = lambda a: a[a > -1].mean()                  # COCOeval's _summarize
+    assert ours["map"] == pytest.approx(mean_defined(prec), abs=1e-9)
+    assert ours["map_50"] == pytest.approx(mean_defined(prec[0]), abs=1e-9)
+    assert ours["map_75"] == pytest.approx(mean_defined(prec[5]), abs=1e-9)
+    if max_dets == 100:                                        # the printed summary uses maxDets = 100
+        assert ours["map"] == pytest.approx(ev.stats[0], abs=1e-9)
+        assert ours["map_50"] == pytest.approx(ev.stats[1], abs=1e-9)
+
+
+@settings(max_examples=30, deadline=None)
+@given(detection_scene())
+def test_generated_coco_map_vs_pycocotools(scene):
+    _check_scene_against_coco(*scene)
+
+
+@settings(max_examples=12, deadline=None)
+@given(detection_scene(many=True, max_images=3), st.sampled_from([100, 10]))
+def test_generated_coco_map_past_max_dets_vs_pycocotools(scene, max_dets):
+    preds, target = scene
+    assert max(len(p["scores"]) for p in preds) > 100
+    _check_scene_against_coco(preds, target, max_dets=max_dets)
+
+
+def test_coco_map_empty_predictions_is_zero():
+    target = [{"boxes": torch.tensor([[0.0, 0, 10, 10]]), "labels": torch.tensor([1])}]
+    preds = [{"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.long)}]
+    ev = coco_eval(preds, target)
+    assert coco_map(preds, target)["map"] == 0.0 == ev.stats[0]
+
+
+def test_detection_pr_iou_tie_goes_to_the_last_ground_truth_like_cocoeval():
+    # two identical objects; the first detection may take either, the second then needs the other one:
+    # COCOeval's loop gives an exact IoU tie to the later ground truth
+    gt = {"boxes": torch.tensor([[0.0, 0, 10, 10], [0.0, 0, 10, 10], [20.0, 0, 30, 10]]), "labels": torch.zeros(3, dtype=torch.long)}
+    dt = {"boxes": torch.tensor([[0.0, 0, 10, 10], [0.0, 0, 10, 10]]), "scores": torch.tensor([0.9, 0.8]),
+          "labels": torch.zeros(2, dtype=torch.long)}
+    tp, _, _ = detection_pr([dt], [gt], label=0)
+    assert tp.tolist() == [True, True]
+    _check_scene_against_coco([dt], [gt])
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 12).flatmap(lambda n: st.tuples(int_boxes(n), st.lists(st.integers(1, 4), min_size=n, max_size=n))),
+       st.sampled_from([0.0, 0.3, 0.5, 0.7]))
+def test_generated_nms_vs_onnxruntime_with_tied_scores_and_duplicates(case, thr):
+    boxes, levels = case
+    scores = torch.tensor(levels, dtype=torch.float32) / 4               # 4 score levels: many ties
+    ours = nms(boxes.float(), scores, thr)
+    np.testing.assert_array_equal(ours.numpy(), onnx_nms(boxes.float(), scores, thr))
+    keep_step, _ = soft_nms(boxes.float(), scores, method="hard", iou_threshold=thr, score_threshold=1e-9)
+    assert torch.equal(keep_step, ours)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 8).flatmap(lambda n: int_boxes(n, allow_empty_area=True)),
+       st.integers(1, 8).flatmap(lambda n: int_boxes(n, allow_empty_area=True)))
+def test_generated_box_iou_vs_pycocotools(a, b):
+    from pycocotools import mask as mask_utils
+
+    ours = box_iou(a, b).numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ref = mask_utils.iou(to_xywh(a).reshape(-1, 4), to_xywh(b).reshape(-1, 4), [0] * len(b))
+    both_empty = (box_area(a)[:, None] == 0) & (box_area(b)[None, :] == 0)
+    np.testing.assert_allclose(ours[~both_empty.numpy()], np.asarray(ref)[~both_empty.numpy()], atol=1e-12)
+    assert (ours[both_empty.numpy()] == 0).all()     # by design: 0/0 -> 0 (pycocotools gives 0/0 as well, unguarded)

@@ -384,3 +384,229 @@ def test_frechet_distance_1d_closed_form_and_errors():
     assert m.frechet_distance([1.0], [[4.0]], [3.0], [[9.0]]) == pytest.approx(4 + 1)
     with pytest.raises(ValueError, match="sigma"):
         m.frechet_distance([0.0, 0.0], np.eye(3), [0.0, 0.0], np.eye(2))
+
+
+# ============================================================================ oracles on generated inputs
+# (issue 12 sec. 4): every function with a peer, on Hypothesis inputs built to hit ties and
+# degenerate cases; see tests/strategies.py. Where we differ by design the test asserts the difference.
+import warnings  # noqa: E402
+
+from strategies import binary_pairs, bleu_corpus, label_pairs, nonempty_sentences, probability_rows, scored_binary, sentences  # noqa: E402
+
+GEN = settings(max_examples=40, deadline=None)
+
+
+def _quiet(f, *args, **kwargs):
+    """Call a scikit-learn function, silencing its UndefinedMetricWarning (0/0 cases are the point)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return f(*args, **kwargs)
+
+
+@GEN
+@given(label_pairs())
+def test_generated_confusion_accuracy_balanced_vs_sklearn(case):
+    t, p, k = case
+    np.testing.assert_array_equal(m.confusion_matrix(t, p, num_classes=k), _quiet(skm.confusion_matrix, t, p, labels=range(k)))
+    assert m.accuracy(t, p) == pytest.approx(skm.accuracy_score(t, p))
+    assert m.balanced_accuracy(t, p) == pytest.approx(_quiet(skm.balanced_accuracy_score, t, p))
+
+
+@GEN
+@given(label_pairs(), st.sampled_from(["micro", "macro", "weighted", None]), st.sampled_from([0.5, 1.0, 2.0]),
+       st.sampled_from([0.0, 1.0]))
+def test_generated_prf_multiclass_vs_sklearn(case, average, beta, zd):
+    t, p, _ = case
+    ours = m.precision_recall_fscore(t, p, average=average, beta=beta, zero_division=zd)
+    ref = _quiet(skm.precision_recall_fscore_support, t, p, average=average, beta=beta, zero_division=zd)[:3]
+    for a, b in zip(ours, ref):
+        np.testing.assert_allclose(a, b, atol=1e-12)
+
+
+@GEN
+@given(binary_pairs(), st.sampled_from([0.5, 1.0, 2.0]), st.sampled_from([0.0, 1.0]))
+def test_generated_prf_binary_vs_sklearn_including_no_positives(case, beta, zd):
+    t, p = case
+    ours = m.precision_recall_fscore(t, p, average="binary", beta=beta, zero_division=zd)
+    ref = _quiet(skm.precision_recall_fscore_support, t, p, average="binary", beta=beta, zero_division=zd, labels=[0, 1])[:3]
+    np.testing.assert_allclose(ours, ref, atol=1e-12)
+    if t.max() == 0 and p.max() == 0:            # the degenerate case of issue 13: (0, 0, 0), not (1, 1, 1)
+        assert ours == (zd, zd, zd)
+
+
+@GEN
+@given(scored_binary())
+def test_generated_roc_pr_ap_vs_sklearn_and_torchmetrics(case):
+    from torchmetrics.functional.classification import binary_auroc, binary_average_precision
+
+    t, s = case
+    fpr, tpr, thr = m.roc_curve(t, s)
+    rf, rt, rth = skm.roc_curve(t, s, drop_intermediate=False)
+    np.testing.assert_allclose(fpr, rf)
+    np.testing.assert_allclose(tpr, rt)
+    np.testing.assert_allclose(thr[1:], rth[1:])              # sklearn's first threshold is +inf since 1.3
+    auc = m.roc_auc(t, s)
+    assert auc == pytest.approx(skm.roc_auc_score(t, s), abs=1e-12)
+    assert auc == pytest.approx(m.mann_whitney_auc(t, s), abs=1e-12)   # ties count 1/2 in both
+    assert auc == pytest.approx(binary_auroc(torch.tensor(s), torch.tensor(t)).item(), abs=1e-6)
+    prec, rec, pthr = m.precision_recall_curve(t, s)
+    sp, sr, sthr = skm.precision_recall_curve(t, s)
+    np.testing.assert_allclose(prec, sp)
+    np.testing.assert_allclose(rec, sr)
+    np.testing.assert_allclose(pthr, sthr)
+    ap = m.average_precision(t, s)
+    assert ap == pytest.approx(skm.average_precision_score(t, s), abs=1e-12)
+    assert ap == pytest.approx(binary_average_precision(torch.tensor(s), torch.tensor(t)).item(), abs=1e-6)
+
+
+@GEN
+@given(st.lists(st.integers(0, 1), min_size=1, max_size=20), st.lists(st.floats(0, 1), min_size=20, max_size=20))
+def test_generated_single_class_raises_where_sklearn_returns_nan(bits, scores):
+    # by design: a curve needs both classes; scikit-learn warns and returns nan/undefined values instead
+    t = np.full(len(bits), bits[0])
+    with pytest.raises(ValueError, match="single class"):
+        m.roc_auc(t, np.array(scores[: len(t)]))
+    with pytest.raises(ValueError, match="single class"):
+        m.average_precision(t, np.array(scores[: len(t)]))
+
+
+@GEN
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 4)), min_size=2, max_size=15), st.one_of(st.none(), st.integers(1, 6)))
+def test_generated_ndcg_vs_sklearn(pairs, k):
+    rel, s = (np.array(v, dtype=float) for v in zip(*pairs))
+    strict = -np.argsort(np.argsort(-s, kind="mergesort"), kind="mergesort").astype(float)   # ties broken by position
+    ours = m.ndcg_score(rel, s, k=k)
+    assert ours == pytest.approx(skm.ndcg_score(rel[None], strict[None], k=k), abs=1e-12)
+    if len(np.unique(s)) == len(s):                       # no ties: scikit-learn's tie averaging is moot
+        assert ours == pytest.approx(skm.ndcg_score(rel[None], s[None], k=k), abs=1e-12)
+
+
+def test_ndcg_ties_differ_from_sklearn_by_design():
+    # a tie between a relevant and an irrelevant item: we take the first by position, scikit-learn averages
+    rel, s = np.array([0.0, 1.0]), np.array([0.5, 0.5])
+    assert m.ndcg_score(rel, s) == pytest.approx(1 / np.log2(3))                     # irrelevant item first
+    assert skm.ndcg_score(rel[None], s[None]) == pytest.approx((1 + 1 / np.log2(3)) / 2)
+
+
+@GEN
+@given(probability_rows(), st.sampled_from([1, 5, 10, 15]))
+def test_generated_calibration_vs_torchmetrics_and_sklearn(case, n_bins):
+    from torchmetrics.functional.classification import multiclass_calibration_error
+
+    p, t = case
+    ece = m.expected_calibration_error(p, t, n_bins=n_bins)
+    ref = multiclass_calibration_error(torch.tensor(p), torch.tensor(t), num_classes=p.shape[1], n_bins=n_bins, norm="l1")
+    assert ece == pytest.approx(ref.item(), abs=1e-6)
+    labels = list(range(p.shape[1]))
+    assert m.brier_score(t, p) == pytest.approx(skm.brier_score_loss(t, p, labels=labels), abs=1e-12)
+    assert m.log_loss(t, p) == pytest.approx(skm.log_loss(t, p, labels=labels), abs=1e-9)
+    if p.shape[1] == 2:                                   # binary: P(y = 1) alone gives the same numbers
+        assert m.brier_score(t, p[:, 1]) == pytest.approx(skm.brier_score_loss(t, p[:, 1], labels=[0, 1]), abs=1e-12)
+        assert m.log_loss(t, p[:, 1]) == pytest.approx(skm.log_loss(t, p[:, 1], labels=[0, 1]), abs=1e-9)
+
+
+def test_proper_scores_minimised_by_the_truth_and_errors():
+    q = np.linspace(0.01, 0.99, 99)                       # reported probability of class 1
+    t = np.r_[np.ones(3), np.zeros(7)].astype(int)        # true frequency 0.3
+    brier = [m.brier_score(t, np.full(10, x)) for x in q]
+    nll = [m.log_loss(t, np.full(10, x)) for x in q]
+    assert q[np.argmin(brier)] == pytest.approx(0.3) and q[np.argmin(nll)] == pytest.approx(0.3)
+    assert m.log_loss([1], [0.0]) == math.inf and m.log_loss([1], [0.0], eps=1e-15) < 40
+    with pytest.raises(ValueError, match=r"probs must lie in \[0, 1\]"):
+        m.brier_score([0, 1], [0.5, 1.5])
+    with pytest.raises(ValueError, match="same length"):
+        m.log_loss([0, 1, 1], [0.5, 0.5])
+    with pytest.raises(ValueError, match="eps"):
+        m.log_loss([0, 1], [0.5, 0.5], eps=0.7)
+
+
+@GEN
+@given(st.lists(st.tuples(st.integers(-5, 5), st.integers(-5, 5)), min_size=2, max_size=30))
+def test_generated_regression_vs_sklearn(pairs):
+    y, yhat = (np.array(v, dtype=float) for v in zip(*pairs))
+    assert m.mean_absolute_error(y, yhat) == pytest.approx(skm.mean_absolute_error(y, yhat))
+    assert m.mean_squared_error(y, yhat) == pytest.approx(skm.mean_squared_error(y, yhat))
+    assert m.root_mean_squared_error(y, yhat) == pytest.approx(skm.root_mean_squared_error(y, yhat))
+    assert m.mean_absolute_percentage_error(y, yhat) == pytest.approx(skm.mean_absolute_percentage_error(y, yhat))
+    if np.ptp(y) > 0:
+        assert m.r2_score(y, yhat) == pytest.approx(skm.r2_score(y, yhat))
+    else:                                                 # by design: we raise where sklearn returns 1.0 or 0.0
+        with pytest.raises(ValueError, match="constant"):
+            m.r2_score(y, yhat)
+
+
+@GEN
+@given(st.integers(1, 4), st.integers(0, 2**32 - 1))
+def test_generated_segmentation_vs_sklearn(k, seed):
+    rng = np.random.default_rng(seed)
+    t, p = rng.integers(0, k, (6, 7)), rng.integers(0, k, (6, 7))
+    agree = rng.random(p.shape) < 0.5
+    p[agree] = t[agree]                                   # half the pixels right
+    miou, per_class = m.mean_iou(t, p, num_classes=k)
+    ref = _quiet(skm.jaccard_score, t.ravel(), p.ravel(), labels=range(k), average=None, zero_division=0)
+    present = np.isin(np.arange(k), np.r_[t.ravel(), p.ravel()])
+    np.testing.assert_allclose(per_class[present], ref[present])
+    assert np.isnan(per_class[~present]).all()             # by design: absent class -> NaN, skipped by the mean
+    assert miou == pytest.approx(ref[present].mean())
+    a, b = t == 0, p == 0
+    if a.any() or b.any():                                # Dice is the F1 of the pixels
+        assert m.dice_score(a, b) == pytest.approx(skm.f1_score(a.ravel(), b.ravel()))
+
+
+@settings(max_examples=60, deadline=None)
+@given(bleu_corpus(), st.sampled_from(["none", "floor", "add-k", "exp"]), st.booleans(), st.sampled_from(["13a", "none"]))
+def test_generated_corpus_bleu_vs_sacrebleu(corpus, smooth, eff, tok):
+    import sacrebleu
+
+    hyps, refs = corpus
+    ours = m.corpus_bleu(hyps, refs, smooth_method=smooth, effective_order=eff, tokenize=tok)
+    ref = sacrebleu.BLEU(smooth_method=smooth, effective_order=eff, tokenize=tok).corpus_score(hyps, refs)
+    assert ours["score"] == pytest.approx(ref.score, abs=1e-9)
+    if ref.score > 0:
+        np.testing.assert_allclose(ours["precisions"], ref.precisions, atol=1e-9)
+    assert (ours["sys_len"], ours["ref_len"]) == (ref.sys_len, ref.ref_len) and ours["bp"] == pytest.approx(ref.bp)
+
+
+@GEN
+@given(sentences, st.lists(nonempty_sentences, min_size=1, max_size=3), st.sampled_from(["none", "floor", "add-k", "exp"]))
+def test_generated_sentence_bleu_vs_sacrebleu(hyp, refs, smooth):
+    import sacrebleu
+
+    ours = m.sentence_bleu(hyp, refs, smooth_method=smooth)
+    assert ours["score"] == pytest.approx(sacrebleu.sentence_bleu(hyp, refs, smooth_method=smooth).score, abs=1e-9)
+
+
+def test_bleu_smoothing_rescues_a_zero_precision():
+    # no 4-gram matches: plain BLEU is 0, sacrebleu's default exp smoothing is not
+    hyp, ref = ["the cat sat on a mat"], [["the cat sat upon the mat"]]
+    assert m.corpus_bleu(hyp, ref, smooth_method="none")["score"] == 0.0
+    assert m.corpus_bleu(hyp, ref)["score"] > 0
+    with pytest.raises(ValueError, match="smooth_method"):
+        m.corpus_bleu(hyp, ref, smooth_method="laplace")
+    with pytest.raises(TypeError, match="references"):
+        m.sentence_bleu("a b", "a b")
+
+
+@GEN
+@given(nonempty_sentences, sentences)
+def test_generated_rouge_vs_rouge_score(target, prediction):
+    from rouge_score import rouge_scorer
+
+    ref = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=False).score(target, prediction)
+    np.testing.assert_allclose(m.rouge_n(target, prediction, n=1), tuple(ref["rouge1"]), atol=1e-12)
+    np.testing.assert_allclose(m.rouge_n(target, prediction, n=2), tuple(ref["rouge2"]), atol=1e-12)
+    np.testing.assert_allclose(m.rouge_l(target, prediction), tuple(ref["rougeL"]), atol=1e-12)
+
+
+@GEN
+@given(nonempty_sentences, nonempty_sentences, st.sampled_from([0.5, 2.0, 8.0]))
+def test_rouge_l_beta(target, prediction, beta):
+    p, r, f1 = m.rouge_l(target, prediction)
+    _, _, fb = m.rouge_l(target, prediction, beta=beta)
+    expected = (1 + beta**2) * p * r / (r + beta**2 * p) if p + r else 0.0
+    assert fb == pytest.approx(expected)
+    assert min(p, r) - 1e-12 <= fb <= max(p, r) + 1e-12           # a weighted harmonic mean
+    if beta > 1 and p + r:
+        assert abs(fb - r) <= abs(f1 - r) + 1e-12                  # large beta moves F towards recall (Lin's DUC setting)
+    with pytest.raises(ValueError, match="beta"):
+        m.rouge_l(target, prediction, beta=0.0)

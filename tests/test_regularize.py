@@ -77,6 +77,32 @@ def test_drop_path_gradcheck():
     assert torch.autograd.gradcheck(lambda t: R.drop_path(t, 0.5, generator=gen(2)), (x,))
 
 
+def test_drop_path_batch_mode_drops_the_whole_batch():
+    x = torch.ones(64, 5, dtype=torch.float64)
+    outs = torch.stack([R.drop_path(x, 0.25, mode="batch", generator=gen(k)) for k in range(2000)])  # (2000, 64, 5)
+    flat = outs.reshape(2000, -1)
+    assert torch.all(flat.min(1).values == flat.max(1).values)  # one draw for every sample of the batch
+    dropped = (flat[:, 0] == 0).double().mean()
+    assert abs(dropped - 0.25) < 0.04 and torch.allclose(flat[flat[:, 0] > 0], torch.full_like(x.ravel(), 1 / 0.75))
+    assert abs(outs.mean() - 1.0) < 0.05                           # E[y] = x
+    unscaled = R.drop_path(x, 0.25, mode="batch", scale_by_keep=False, generator=gen(3))
+    assert set(unscaled.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_survival_probability_linear_rule():
+    # Huang et al. 2016: p_l = 1 - l/L (1 - p_L); input always kept, last block 0.5 by default
+    ps = [R.survival_probability(l, 54) for l in range(55)]
+    assert ps[0] == 1.0 and ps[-1] == pytest.approx(0.5)
+    assert np.allclose(np.diff(ps), -0.5 / 54)
+    assert R.survival_probability(3, 6, p_last=0.8) == pytest.approx(0.9)
+    with pytest.raises(ValueError, match="layer"):
+        R.survival_probability(7, 6)
+    with pytest.raises(ValueError, match="p_last"):
+        R.survival_probability(1, 6, p_last=0.0)
+    with pytest.raises(ValueError, match="mode"):
+        R.drop_path(torch.ones(2, 2), 0.5, mode="sample")
+
+
 @pytest.mark.parametrize("p,low,high", [(0.1, 0.08, 0.12), (0.3, 0.22, 0.29)])
 def test_dropblock_fraction_and_scaling(p, low, high):
     x = torch.ones(16, 8, 32, 32)

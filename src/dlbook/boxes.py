@@ -129,6 +129,16 @@ def detection_pr(
     positive if some still-unmatched ground truth has ``IoU >= iou_threshold`` (the highest-IoU one
     is taken), else a false positive (duplicates included). This is COCOeval's ``evaluateImg`` for
     area range "all" with no crowd boxes; detections are then merged over images by a stable sort.
+
+    ``max_detections`` is COCO's ``maxDets``: per image *and class*, only the top-scoring
+    detections count (ties keep input order, COCOeval's mergesort). Out of scope, by design:
+    COCO's area ranges (small/medium/large: ground truth outside the range is ignored, and so
+    are unmatched detections outside it), ``iscrowd`` regions, and PASCAL VOC's rules, which
+    differ in two ways: a detection is compared only with its single max-IoU ground truth (if
+    that one is taken, it is a false positive even when another object overlaps it enough), and
+    objects marked "difficult" neither count in ``n_gt`` nor make a matched detection a false
+    positive. :func:`coco_map` therefore equals pycocotools' ``stats[0:3]`` (area "all"), not
+    the VOC devkit.
     """
     if len(preds) != len(target):
         raise ValueError(f"preds and target must list the same images, got {len(preds)} and {len(target)}")
@@ -145,8 +155,8 @@ def detection_pr(
         for d in range(len(dt)):
             cand = torch.where(taken | (iou[d] < iou_threshold), -1.0, iou[d])
             hit = len(gt) > 0 and cand.max() >= 0
-            if hit:
-                taken[int(cand.argmax())] = True
+            if hit:  # the highest IoU; on an exact tie the *last* such ground truth, as COCOeval's loop
+                taken[len(gt) - 1 - int(cand.flip(0).argmax())] = True
             tps.append(bool(hit))
         scores.extend(sc.tolist())
     order = np.argsort(-np.asarray(scores, dtype=float), kind="mergesort")

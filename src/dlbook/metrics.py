@@ -27,12 +27,12 @@ import numpy as np
 import torch
 
 __all__ = [
-    "accuracy", "average_precision", "balanced_accuracy", "confusion_matrix", "corpus_bleu",
+    "accuracy", "average_precision", "balanced_accuracy", "brier_score", "confusion_matrix", "corpus_bleu",
     "dice_score", "expected_calibration_error", "frechet_distance", "mann_whitney_auc",
-    "mean_absolute_error", "mean_absolute_percentage_error", "mean_iou", "mean_squared_error",
+    "log_loss", "mean_absolute_error", "mean_absolute_percentage_error", "mean_iou", "mean_squared_error",
     "ndcg_score", "perplexity", "precision_recall_curve", "precision_recall_fscore",
     "r2_score", "reliability_bins", "roc_auc", "roc_curve", "root_mean_squared_error", "rouge_l",
-    "rouge_n", "tokenize_13a",
+    "rouge_n", "sentence_bleu", "tokenize_13a",
 ]
 
 
@@ -128,6 +128,10 @@ def precision_recall_fscore(
     ``"macro"`` (unweighted mean over classes), ``"weighted"`` (mean weighted by support), or
     ``None`` (per-class arrays). Same conventions as ``sklearn.metrics.precision_recall_fscore_support``,
     whose macro average runs over the union of labels seen in ``target`` and ``preds``.
+
+    Degenerate case: with ``average="binary"`` and no 1 in either array, TP = FP = FN = 0 and all
+    three ratios are 0/0, so the result is ``(zero_division,) * 3`` = ``(0, 0, 0)`` by default,
+    as scikit-learn (which also warns). F-beta is 0/0 only when P and R both are.
     """
     if average not in ("binary", "micro", "macro", "weighted", None):
         raise ValueError(f"average must be 'binary', 'micro', 'macro', 'weighted' or None, got {average!r}")
@@ -136,6 +140,8 @@ def precision_recall_fscore(
     cm = confusion_matrix(target, preds, num_classes=num_classes)
     if average == "binary" and cm.shape[0] > 2:
         raise ValueError(f"average='binary' needs labels in {{0, 1}}, got {cm.shape[0]} classes")
+    if average == "binary" and cm.shape[0] == 1:
+        cm = np.pad(cm, ((0, 1), (0, 1)))      # class 1 exists even when neither array holds a 1
     tp = np.diag(cm).astype(float)            # (K,)
     fp, fn = cm.sum(axis=0) - tp, cm.sum(axis=1) - tp
     if average == "micro":
@@ -266,6 +272,54 @@ def expected_calibration_error(probs, target, *, n_bins: int = 15) -> float:
     return float(np.sum(weight * np.abs(acc - conf)))
 
 
+def _probs_target(probs, target) -> tuple[np.ndarray, np.ndarray]:
+    """``probs`` as (N, C) (a 1-D array is P(class 1) of a binary problem) and integer ``target``."""
+    p = np.asarray(probs.detach() if isinstance(probs, torch.Tensor) else probs, dtype=float)
+    if p.ndim == 1:
+        p = np.stack([1 - p, p], axis=1)                    # (N,) -> (N, 2)
+    if p.ndim != 2 or p.shape[0] == 0:
+        raise ValueError(f"probs must have shape (N,) or (N, C) with N > 0, got {p.shape}")
+    if np.any(p < 0) or np.any(p > 1):
+        raise ValueError(f"probs must lie in [0, 1], got values in [{p.min()}, {p.max()}]")
+    t = _labels("target", _as_1d("target", target), p.shape[1])
+    if t.size != p.shape[0]:
+        raise ValueError(f"probs and target must have the same length, got {p.shape[0]} and {t.size}")
+    return p, t
+
+
+def brier_score(target, probs) -> float:
+    """Brier score (Brier, 1950) ``= (1/N) sum_i sum_k (p_ik - [y_i = k])^2``, a proper scoring rule.
+
+    ``probs``: (N, C) class probabilities, or (N,) ``P(y = 1)`` for a binary problem. For the
+    binary case we return the mean of ``(p_i - y_i)^2`` over the positive class only, which is
+    scikit-learn's ``brier_score_loss`` (half of Brier's two-class sum); for C > 2 the sum over
+    classes, as ``brier_score_loss`` on multiclass input. Proper: its expectation under the true
+    distribution is minimised by reporting that distribution, so it rewards calibration and
+    sharpness together, with no bins.
+    """
+    p, t = _probs_target(probs, target)
+    onehot = np.eye(p.shape[1])[t]                          # (N, C)
+    per_sample = np.sum((p - onehot) ** 2, axis=1)          # (N,)
+    return float(np.mean(per_sample) / 2 if p.shape[1] == 2 else np.mean(per_sample))
+
+
+def log_loss(target, probs, *, eps: float = 0.0) -> float:
+    """Log loss ``= -(1/N) sum_i log p_{i, y_i}`` (the cross-entropy of the predicted probabilities).
+
+    Strictly proper (Good, 1952). ``probs`` as in :func:`brier_score`; rows are used as given (not
+    renormalised). ``eps`` clips ``p`` to ``[eps, 1 - eps]`` before the log (default 0: a zero
+    probability on the true class gives ``inf``). scikit-learn's ``log_loss`` clips at the dtype's
+    machine epsilon and renormalises rows; on rows that sum to 1 and lie in ``[eps, 1 - eps]`` the
+    two agree.
+    """
+    p, t = _probs_target(probs, target)
+    if not 0 <= eps < 0.5:
+        raise ValueError(f"eps must be in [0, 0.5), got {eps}")
+    p_true = np.clip(p[np.arange(t.size), t], eps, 1 - eps)  # (N,)
+    with np.errstate(divide="ignore"):
+        return float(-np.mean(np.log(p_true)))
+
+
 # ----------------------------------------------------------------------------- regression
 def _regression_pair(target, preds) -> tuple[np.ndarray, np.ndarray]:
     t, p = _pair(target, preds)
@@ -369,20 +423,15 @@ def _ngrams(tokens: Sequence[str], n: int) -> Counter:
     return Counter(tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
 
 
-def corpus_bleu(
-    hypotheses: Sequence[str], references: Sequence[Sequence[str]], *,
-    max_order: int = 4, tokenize: str = "13a",
-) -> dict[str, object]:
-    """Corpus BLEU (Papineni et al., 2002), on sacrebleu's 0-100 scale, no smoothing needed.
+_SMOOTH_DEFAULTS = {"none": None, "floor": 0.1, "add-k": 1.0, "exp": None}
 
-    ``references[r][i]`` is reference r of sentence i (sacrebleu's layout). Clipped counts
-    ``m_n = sum_i sum_g min(c_i(g), max_r c_ir(g))`` over n-grams g; ``p_n = m_n / (total n-grams)``;
-    ``BP = exp(1 - r/c)`` if ``c < r`` (r: sum of closest reference lengths) else 1;
-    ``BLEU = 100 * BP * exp(mean_n log p_n)``. If some ``p_n = 0`` the score is 0 (sacrebleu's
-    ``exp`` smoothing changes that case only). Returns ``{"score", "precisions", "bp", "sys_len", "ref_len"}``.
-    """
+
+def _bleu_stats(hypotheses, references, max_order: int, tokenize: str) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Sufficient statistics of BLEU: clipped matches ``m_n``, totals ``t_n`` (n = 1..max_order), ``c``, ``r``."""
     if tokenize not in ("13a", "none"):
         raise ValueError(f"tokenize must be '13a' or 'none', got {tokenize!r}")
+    if max_order < 1:
+        raise ValueError(f"max_order must be >= 1, got {max_order}")
     if len(references) == 0 or len(hypotheses) == 0:
         raise ValueError("hypotheses and references must not be empty")
     if any(len(refs) != len(hypotheses) for refs in references):
@@ -390,7 +439,7 @@ def corpus_bleu(
     tok = tokenize_13a if tokenize == "13a" else str.split
     matches, totals, c, r = np.zeros(max_order), np.zeros(max_order), 0, 0
     for i, hyp in enumerate(hypotheses):
-        h, refs = tok(hyp), [tok(stream[i]) for stream in references]
+        h, refs = tok(hyp.rstrip()), [tok(stream[i].rstrip()) for stream in references]
         c += len(h)
         r += min((abs(len(x) - len(h)), len(x)) for x in refs)[1]   # closest length, shorter on ties
         for n in range(1, max_order + 1):
@@ -400,10 +449,81 @@ def corpus_bleu(
                 max_ref |= _ngrams(x, n)                               # elementwise max of counts
             matches[n - 1] += sum(min(k, max_ref[g]) for g, k in hyp_counts.items())
             totals[n - 1] += max(len(h) - n + 1, 0)
-    precisions = _safe_div(matches, totals, 0.0)
+    return matches, totals, c, r
+
+
+def _smoothed_precisions(
+    matches: np.ndarray, totals: np.ndarray, smooth_method: str, smooth_value: float | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(p_n, t_n)`` after smoothing (Chen & Cherry, 2014); add-k also lifts an empty order to ``k/k``."""
+    m, t = matches.astype(float).copy(), totals.astype(float).copy()
+    if smooth_method == "add-k":                      # method 2: add k to m_n and t_n for n >= 2
+        m[1:] += smooth_value
+        t[1:] += smooth_value
+    p = _safe_div(m, t, 0.0)
+    zero = (m == 0) & (t > 0)
+    if smooth_method == "floor":                      # method 1: a zero count becomes epsilon
+        p[zero] = smooth_value / t[zero]
+    elif smooth_method == "exp":                      # method 3 (NIST, mteval-v13a): 1/2, 1/4, ... of a count
+        p[zero] = 1 / (2.0 ** np.arange(1, zero.sum() + 1) * t[zero])
+    return p, t
+
+
+def corpus_bleu(
+    hypotheses: Sequence[str], references: Sequence[Sequence[str]], *,
+    max_order: int = 4, tokenize: str = "13a", smooth_method: str = "exp",
+    smooth_value: float | None = None, effective_order: bool = False,
+) -> dict[str, object]:
+    """Corpus BLEU (Papineni et al., 2002) on sacrebleu's 0-100 scale, with sacrebleu's smoothing.
+
+    ``references[r][i]`` is reference r of sentence i (sacrebleu's layout). Clipped counts
+    ``m_n = sum_i sum_g min(c_i(g), max_r c_ir(g))`` over n-grams g, pooled over the *corpus*
+    before dividing: ``p_n = m_n / t_n`` (``t_n`` = n-grams in the hypotheses);
+    ``BP = exp(1 - r/c)`` if ``c < r`` (r: sum of closest reference lengths) else 1;
+    ``BLEU = 100 * BP * exp((1/N) sum_n log p_n)``. A single ``p_n = 0`` makes the geometric mean
+    0; smoothing (Chen & Cherry, 2014, "A systematic comparison of smoothing techniques for
+    sentence-level BLEU") replaces it:
+
+    * ``"none"``: no change, BLEU = 0 (Papineni's definition);
+    * ``"floor"`` (method 1): ``p_n = smooth_value / t_n`` when ``m_n = 0`` (default 0.1);
+    * ``"add-k"`` (method 2): ``p_n = (m_n + k) / (t_n + k)`` for ``n >= 2`` (default k = 1);
+    * ``"exp"`` (method 3, NIST/mteval-v13a, sacrebleu's default): the j-th order with ``m_n = 0``
+      gets ``p_n = 1 / (2^j t_n)``.
+
+    If no n-gram of any order matches, BLEU is 0 whatever the smoothing. ``effective_order``
+    averages only over orders with ``t_n > 0`` (for sentences shorter than ``max_order``; on by
+    default in :func:`sentence_bleu`). Equals ``sacrebleu.corpus_bleu`` with the same arguments
+    (``lowercase=False``). Returns ``{"score", "precisions", "bp", "sys_len", "ref_len"}``.
+    """
+    if smooth_method not in _SMOOTH_DEFAULTS:
+        raise ValueError(f"smooth_method must be one of {list(_SMOOTH_DEFAULTS)}, got {smooth_method!r}")
+    if smooth_value is None:
+        smooth_value = _SMOOTH_DEFAULTS[smooth_method]
+    matches, totals, c, r = _bleu_stats(hypotheses, references, max_order, tokenize)
     bp = 1.0 if c >= r else math.exp(1 - r / c) if c > 0 else 0.0
-    score = 0.0 if np.any(precisions == 0) else 100 * bp * math.exp(np.mean(np.log(precisions)))
+    if not matches.any():
+        return {"score": 0.0, "precisions": np.zeros(max_order), "bp": bp, "sys_len": c, "ref_len": r}
+    precisions, totals = _smoothed_precisions(matches, totals, smooth_method, smooth_value)
+    n_used = int((totals > 0).sum()) if effective_order else max_order   # orders averaged
+    used = precisions[:n_used]
+    score = 0.0 if np.any(used == 0) else 100 * bp * math.exp(np.mean(np.log(used)))
     return {"score": score, "precisions": 100 * precisions, "bp": bp, "sys_len": c, "ref_len": r}
+
+
+def sentence_bleu(
+    hypothesis: str, references: Sequence[str], *, smooth_method: str = "exp",
+    smooth_value: float | None = None, effective_order: bool = True, tokenize: str = "13a",
+) -> dict[str, object]:
+    """BLEU of one sentence: :func:`corpus_bleu` of a one-sentence corpus, smoothed, effective order.
+
+    ``references`` lists the references of this sentence. Equals ``sacrebleu.sentence_bleu``,
+    whose defaults are ``smooth_method="exp"`` and ``use_effective_order=True``. The mean of
+    sentence BLEUs over a corpus is not corpus BLEU (the ratios are pooled before dividing there).
+    """
+    if isinstance(references, str):
+        raise TypeError("references must be a sequence of strings (the references of this sentence), got str")
+    return corpus_bleu([hypothesis], [[ref] for ref in references], tokenize=tokenize,
+                       smooth_method=smooth_method, smooth_value=smooth_value, effective_order=effective_order)
 
 
 def _rouge_tokens(text: str) -> list[str]:
@@ -442,12 +562,22 @@ def _lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
     return row[-1]
 
 
-def rouge_l(target: str, prediction: str) -> tuple[float, float, float]:
-    """ROUGE-L (Lin, 2004): ``(P, R, F1)`` with ``LCS / len(pred)``, ``LCS / len(ref)``, sentence level."""
+def rouge_l(target: str, prediction: str, *, beta: float = 1.0) -> tuple[float, float, float]:
+    """ROUGE-L (Lin, 2004, sec. 3.1): ``(P, R, F_beta)`` from the longest common subsequence, one sentence.
+
+    ``R = LCS / len(ref)``, ``P = LCS / len(pred)``, ``F_beta = (1 + beta^2) P R / (R + beta^2 P)``.
+    Lin's eq. 4 leaves ``beta`` free (the DUC evaluations set it very large, so F is almost
+    recall); rouge-score, the package most papers use, fixes ``beta = 1`` (F1), our default.
+    Tokenizer: rouge-score's default (lowercase, alphanumeric runs, no stemmer).
+    """
     if not target.strip():
         raise ValueError("target (the reference) is empty")
+    if not beta > 0:
+        raise ValueError(f"beta must be > 0, got {beta}")
     ref, pred = _rouge_tokens(target), _rouge_tokens(prediction)
-    return _prf(_lcs_length(ref, pred), len(pred), len(ref))
+    p, r, f1 = _prf(_lcs_length(ref, pred), len(pred), len(ref))
+    f = (1 + beta**2) * p * r / (r + beta**2 * p) if p + r else 0.0
+    return p, r, f1 if beta == 1.0 else f
 
 
 def perplexity(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -50,6 +50,7 @@ __all__ = [
     "shear_x",
     "solarize",
     "soft_threshold",
+    "survival_probability",
     "symmetric_kl",
     "translate",
 ]
@@ -97,24 +98,47 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, *, generator: 
 
 
 def drop_path(
-    input: Tensor, p: float = 0.0, training: bool = True, *, scale_by_keep: bool = True, generator: torch.Generator | None = None
+    input: Tensor, p: float = 0.0, training: bool = True, *, mode: str = "row", scale_by_keep: bool = True,
+    generator: torch.Generator | None = None,
 ) -> Tensor:
-    """Stochastic depth / DropPath (Huang et al. 2016, "Deep Networks with Stochastic Depth").
+    """Drop a residual branch: per sample (DropPath) or for the whole batch (stochastic depth).
 
-    Drops a residual branch for a whole sample ("row" mode, as torchvision's
-    ``stochastic_depth(mode="row")``): one draw per entry of dim 0,
+    ``mode="row"``: one draw per entry of dim 0, :math:`m_n \\sim \\mathrm{Bernoulli}(1-p)`,
+    :math:`y_{n,\\dots} = m_n x_{n,\\dots} / (1-p)`. This is DropPath as FractalNet introduced it
+    (Larsson, Maire & Shakhnarovich 2017, "FractalNet", sec. 4) and as timm's ``drop_path`` and
+    torchvision's ``stochastic_depth(mode="row")`` implement it: different samples of one batch
+    lose different blocks.
 
-    .. math:: m_n \\sim \\mathrm{Bernoulli}(1-p), \\qquad y_{n,\\dots} = m_n x_{n,\\dots} / (1-p).
-
-    Use it on the branch: ``x + drop_path(f(x), p)``.
+    ``mode="batch"``: one draw for the whole batch, :math:`y = m x / (1-p)`. This is stochastic
+    depth as Huang, Sun, Liu, Sedra & Weinberger (2016, "Deep networks with stochastic depth",
+    eq. 2) define it: for each mini-batch, block l is either kept or skipped for every sample,
+    with a survival probability that falls linearly with depth (:func:`survival_probability`).
+    Huang et al. rescale at *test* time (multiply the branch by its survival probability);
+    ``scale_by_keep=True`` divides at training time instead (inverted, torchvision's
+    ``mode="batch"``); the expectations agree. Use it on the branch: ``x + drop_path(f(x), p)``.
     """
     _check_p(p)
+    if mode not in ("row", "batch"):
+        raise ValueError(f"mode must be 'row' or 'batch', got {mode!r}")
     if not training or p == 0.0:
         return input
-    shape = (input.shape[0],) + (1,) * (input.dim() - 1)  # (N, 1, ..., 1)
+    shape = (input.shape[0],) + (1,) * (input.dim() - 1) if mode == "row" else (1,) * input.dim()  # (N, 1, ..) or (1, ..)
     m = torch.bernoulli(torch.full(shape, 1.0 - p, dtype=input.dtype, device=input.device), generator=generator)
     scale = 1.0 / (1.0 - p) if scale_by_keep else 1.0
     return input * m * scale
+
+
+def survival_probability(layer: int, num_layers: int, *, p_last: float = 0.5) -> float:
+    """Huang et al.'s (2016, eq. 4) linear decay rule: ``p_l = 1 - (l / L) (1 - p_L)``, ``l = 0..L``.
+
+    The input (l = 0) always survives; the last block survives with ``p_last`` (0.5 in the paper).
+    The drop probability to pass to :func:`drop_path` for block l is ``1 - p_l``.
+    """
+    if not 0 <= layer <= num_layers or num_layers < 1:
+        raise ValueError(f"need 0 <= layer <= num_layers and num_layers >= 1, got layer={layer}, num_layers={num_layers}")
+    if not 0 < p_last <= 1:
+        raise ValueError(f"p_last must be in (0, 1], got {p_last}")
+    return 1.0 - layer / num_layers * (1.0 - p_last)
 
 
 def dropblock(
