@@ -262,3 +262,38 @@ def test_publishing_workflow_builds_with_make_book_and_deploys_the_html():
     assert any(str(s.get("uses", "")).startswith("actions/deploy-pages") for s in steps)
     assert "github.com/" not in (ROOT / ".github" / "workflows" / "publish.yml").read_text(), \
         "the repository URL lives in _config.yml only"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=IDS)
+def test_install_cell_is_collapsed_in_the_html(nb):
+    """The first cell (the Colab install) is noise on the page: the hide-cell tag folds it."""
+    first = next(c for c in _load(nb)["cells"] if c["cell_type"] == "code")
+    assert "hide-cell" in first.get("metadata", {}).get("tags", []), f"{nb.name}: tag the first cell hide-cell"
+
+
+def test_display_math_is_its_own_paragraph():
+    """A `$$` display inside a paragraph makes MyST's dollarmath pair the wrong dollars, and the
+    page shows raw TeX: every display has a blank line (or the cell's edge) before and after."""
+    bad = []
+    for nb in NOTEBOOKS:
+        for cell in _load(nb)["cells"]:
+            if cell["cell_type"] != "markdown":
+                continue
+            lines, in_code, i = _source(cell).split("\n"), False, 0
+            while i < len(lines):
+                line = lines[i]
+                if line.lstrip().startswith("```"):
+                    in_code = not in_code
+                if in_code or not line.lstrip().startswith("$$"):
+                    i += 1
+                    continue
+                j = i
+                body = line.strip()
+                if not (len(body) > 2 and body.endswith("$$")):
+                    j = i + 1
+                    while j < len(lines) and not lines[j].rstrip().endswith("$$"):
+                        j += 1
+                if (i > 0 and lines[i - 1].strip()) or (j + 1 < len(lines) and lines[j + 1].strip()):
+                    bad.append(f"{nb.name}: {line[:50]}")
+                i = j + 1
+    assert not bad, f"display math not set off by blank lines: {bad[:10]}"
