@@ -86,6 +86,17 @@ def _own_text(section: nodes.section) -> str:
     return " ".join(child.astext() for child in section.children if not isinstance(child, nodes.section))
 
 
+def _title_html(title: nodes.title) -> str:
+    """A heading as HTML with its inline math left for MathJax (``\\(...\\)``), not as raw TeX."""
+    parts = []
+    for node in title.findall(lambda n: isinstance(n, (nodes.Text, nodes.math))):
+        if isinstance(node, nodes.math):
+            parts.append(f'<span class="math notranslate nohighlight">\\({html.escape(node.astext())}\\)</span>')
+        elif not isinstance(node.parent, nodes.math):
+            parts.append(html.escape(node.astext()))
+    return "".join(parts)
+
+
 def _collect(app: Any, doctree: nodes.document) -> None:
     env = app.env
     questions = []
@@ -97,6 +108,7 @@ def _collect(app: Any, doctree: nodes.document) -> None:
         zh = CJK_TERM.search(_own_text(section))
         questions.append({"label": labels[0], "id": section["ids"][0],
                           "title": title.astext() if title else labels[0],
+                          "title_html": _title_html(title) if title else html.escape(labels[0]),
                           "zh": zh.group(0) if zh else ""})
     if not hasattr(env, "dlbook_questions"):
         env.dlbook_questions = {}
@@ -188,7 +200,7 @@ def _resolve(app: Any, doctree: nodes.document, fromdocname: str) -> None:
                 uri = app.builder.get_relative_uri(fromdocname, docname) + "#" + q["id"]
                 zh = f' <span class="dlbook-zh" lang="zh">{html.escape(q["zh"])}</span>' if q["zh"] else ""
                 out.append(f'<li><a class="reference internal" href="{html.escape(uri)}">'
-                           f'{html.escape(q["title"])}</a>{zh}</li>')
+                           f'{q.get("title_html") or html.escape(q["title"])}</a>{zh}</li>')
             out.append("</ul></section>")
         out.append("</div>")
         placeholder.replace_self(nodes.raw("", "\n".join(out), format="html"))
