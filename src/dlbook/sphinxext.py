@@ -113,6 +113,9 @@ def _collect(app: Any, doctree: nodes.document) -> None:
     if not hasattr(env, "dlbook_questions"):
         env.dlbook_questions = {}
     env.dlbook_questions[env.docname] = questions
+    if any(isinstance(n, question_index) for n in doctree.findall(question_index)):
+        # the index shows headings' inline math: load MathJax on that page too
+        env.get_domain("math").data["has_equations"][env.docname] = True
     claims = sum(len(ASSERT.findall(b.astext())) + len(CHECK.findall(b.astext()))
                  for b in doctree.findall(nodes.literal_block)
                  if "cell_input" in b.parent.get("classes", []))
