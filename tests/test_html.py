@@ -362,3 +362,22 @@ def test_a_chapter_page_prints_to_pdf(browser, server, tmp_path):
         assert pdf.stat().st_size > 10_000
     finally:
         page.close()
+
+
+def test_glossary_terms_are_anchored_and_their_links_resolve():
+    page = SITE / "glossary.html"
+    parsed = _parse(page)
+    terms = [i for i in parsed.ids if i.startswith("term-")]
+    assert len(terms) >= 200, f"only {len(terms)} glossary terms"
+    broken = [href for href in parsed.links if (t := _local_target(page, href)) is not None
+              and t[1] and t[0].suffix == ".html" and t[0].exists() and t[1] not in _parse(t[0]).ids]
+    assert not broken, f"glossary links without a target: {broken[:5]}"
+
+
+@pytest.mark.parametrize("term, expected", [("PagedAttention", "deployment/05")])
+def test_search_finds_the_new_chapters(visit, term, expected):
+    v = visit(SITE / "search.html")
+    v.page.goto(v.page.url + f"?q={term}", wait_until="load")
+    v.page.wait_for_selector("#search-results ul.search li a", timeout=20_000)
+    first = v.page.locator("#search-results ul.search li a").first.get_attribute("href")
+    assert expected in first, f"searching {term!r}: first result {first}, expected {expected}"
