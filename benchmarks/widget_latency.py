@@ -17,7 +17,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _notebooks import ROOT, execute, toc_notebooks
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+from notebooks import execute, toc_notebooks  # noqa: E402  (the book's one notebook runner)
 
 TARGET_MS, TARGET_BYTES = 16.0, 1_500_000
 
@@ -27,7 +29,7 @@ def main(paths: list[Path]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for path in paths:
             log = Path(tmp) / f"{path.stem}.jsonl"
-            execute(path, env={"DLBOOK_EXPLORER_TIMINGS": str(log), "DLBOOK_EXPLORER_MODE": "static"})
+            execute(path, env={"DLBOOK_EXPLORER_TIMINGS": str(log)}, timeout_s=600)
             for line in log.read_text().splitlines() if log.exists() else []:
                 rows.append({"notebook": str(path.relative_to(ROOT)), **json.loads(line)})
             print(f"  ran {path.relative_to(ROOT)}", file=sys.stderr)

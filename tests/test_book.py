@@ -29,20 +29,13 @@ def _source(cell: dict) -> str:
 
 
 def _toc_files() -> list[str]:
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    found = [toc["root"]]
+    """Every file _toc.yml lists, from the book's runner (one reader of the TOC)."""
+    import sys
 
-    def walk(entries):
-        for entry in entries or []:
-            if "file" in entry:
-                found.append(entry["file"])
-            walk(entry.get("sections"))
-            walk(entry.get("chapters"))
+    sys.path.insert(0, str(ROOT / "tools"))
+    from notebooks import toc_files
 
-    for part in toc.get("parts", []):
-        walk(part.get("chapters"))
-    walk(toc.get("chapters"))
-    return found
+    return toc_files()
 
 
 def _syllabus() -> list[dict]:

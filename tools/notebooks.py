@@ -208,13 +208,15 @@ def _budget_client_class():  # built on first use: importing this module stays c
 
 
 def execute(path: Path, *, seed: int = 0, static: bool = True, kernel_name: str = "python3",
-            timeout_s: float = NOTEBOOK_TIMEOUT_S, rewrite_install: str | None = None) -> Result:
+            timeout_s: float = NOTEBOOK_TIMEOUT_S, rewrite_install: str | None = None,
+            env: dict[str, str] | None = None) -> Result:
     """Execute ``path`` top to bottom in a fresh kernel (cwd = its folder) within ``timeout_s``.
 
     ``seed`` becomes ``DLBOOK_SEED``; ``static`` sets ``DLBOOK_EXPLORER_MODE=static`` (what the
     HTML book shows, so the outputs can be cached for it). ``rewrite_install`` replaces the
     repository URL in the first cell's ``%pip install`` (the Colab-like check installs from this
-    checkout). The kernel inherits this process's environment plus those variables.
+    checkout). ``env`` adds variables (e.g. the explorer timing log of the latency benchmark).
+    The kernel inherits this process's environment plus those variables.
     """
     import nbformat
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
@@ -230,7 +232,7 @@ def execute(path: Path, *, seed: int = 0, static: bool = True, kernel_name: str 
             if cell.cell_type == "code":
                 cell.source = re.sub(r'@ git\+\S+"', f'@ {rewrite_install}"', cell.source)
                 break
-    env = _environment(seed, static)
+    env = {**_environment(seed, static), **(env or {})}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     client = _budget_client_class()(run_nb, timeout=int(timeout_s), kernel_name=kernel_name,
