@@ -164,7 +164,7 @@ def make_lab(notebook: Path, out: Path, run_tests: bool = True) -> Path:
     if not find_exercises(nb):
         raise ValueError(f"{notebook.name} has no exercises")
     chapter = notebook.parent.name if notebook.parent.name != "chapters" else notebook.stem
-    dest = out / chapter / notebook.stem
+    dest = out.resolve() / chapter / notebook.stem  # otter assign runs in the chapter's folder
     shutil.rmtree(dest, ignore_errors=True)
     with tempfile.TemporaryDirectory() as tmp:
         master = Path(tmp) / notebook.name
