@@ -16,7 +16,7 @@ LABEL = re.compile(r"^\(q-([A-Za-z0-9_.\-]+)\)=\s*$", re.M)
 
 
 def _notebooks() -> list[Path]:
-    return sorted(p for p in CHAPTERS.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+    return sorted(p for p in CHAPTERS.rglob("*.ipynb") if not {".ipynb_checkpoints", "_build"} & set(p.parts))
 
 
 def _load(path: Path) -> dict:

@@ -72,7 +72,7 @@ class Term:
 
 def notebooks() -> list[Path]:
     """Every notebook under chapters/, sorted (chapters not yet in _toc.yml included)."""
-    return sorted(p for p in CHAPTERS.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+    return sorted(p for p in CHAPTERS.rglob("*.ipynb") if not {".ipynb_checkpoints", "_build"} & set(p.parts))
 
 
 def _clean_english(before: str) -> str:
