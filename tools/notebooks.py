@@ -134,13 +134,11 @@ def dependencies(path: Path) -> list[Path]:
     return files
 
 
-def package_hash(path: Path | None = None) -> str:
-    """md5 over the package files the notebook at ``path`` depends on (all of src/dlbook when
-    ``path`` is None): cached outputs made with other package code are stale."""
-    files = dependencies(path) if path is not None else sorted(
-        p for p in PACKAGE.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+def package_hash(path: Path) -> str:
+    """md5 over the package files the notebook at ``path`` depends on: cached outputs made with
+    other package code are stale."""
     h = hashlib.md5()
-    for file in files:
+    for file in dependencies(path):
         h.update(str(file.relative_to(ROOT)).encode())
         h.update(file.read_bytes())
     return h.hexdigest()
