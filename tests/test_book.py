@@ -290,3 +290,29 @@ def test_display_math_is_its_own_paragraph():
                     bad.append(f"{nb.name}: {line[:50]}")
                 i = j + 1
     assert not bad, f"display math not set off by blank lines: {bad[:10]}"
+
+
+def test_inline_math_never_starts_a_line_with_markdown_syntax():
+    """Inline `$...$` math wrapped over a line break must not start the new line with `+ `, `- `,
+    `* `, `1. `, `#` or `>`: Markdown reads it as a list item, heading or quote, closes the
+    paragraph, and the page shows raw TeX (found on the mathematics appendix by the browser test)."""
+    block_start = re.compile(r"^\s*([+*-]\s|\d+[.)]\s|#|>)")
+    bad = []
+    for nb in NOTEBOOKS:
+        for cell in _load(nb)["cells"]:
+            if cell["cell_type"] != "markdown":
+                continue
+            in_code, open_inline = False, False
+            for line in _source(cell).split("\n"):
+                if line.lstrip().startswith("```"):
+                    in_code = not in_code
+                if in_code or line.lstrip().startswith("$$") or line.rstrip().endswith("$$"):
+                    open_inline = False
+                    continue
+                if open_inline and block_start.match(line):
+                    bad.append(f"{nb.name}: {line[:60]}")
+                singles = re.sub(r"\\\$", "", line.replace("$$", "")).count("$")
+                open_inline = open_inline ^ (singles % 2 == 1)
+                if not line.strip():
+                    open_inline = False
+    assert not bad, f"a line inside inline math starts with Markdown block syntax: {bad[:10]}"
