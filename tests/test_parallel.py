@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from torch.testing import assert_close
 
 from dlbook import parallel as P
+from dlbook.memory import tensor_bytes
 
 
 # ---------------------------------------------------------------- workers for the launcher's failure paths
@@ -113,7 +114,7 @@ def test_flat_mlp_forward_equals_the_module():
     model = P.tiny_mlp([3, 6, 2], seed=4)
     x = torch.randn(5, 3)
     assert_close(P.flat_mlp_forward(P.flat_mlp_init([3, 6, 2], 4), [3, 6, 2], x), model(x))
-    assert P.storage_bytes([torch.zeros(10)[2:5], torch.zeros(3, dtype=torch.bfloat16)]) == 46
+    assert tensor_bytes([torch.zeros(10)[2:5], torch.zeros(3, dtype=torch.bfloat16)]) == 46
 
 
 # ---------------------------------------------------------------- real processes

@@ -274,3 +274,20 @@ def test_lr_range_test_errors():
         T.lr_range_test(model, opt, F.cross_entropy, loader, num_steps=2)
     with pytest.raises(ValueError, match="beta"):
         T.lr_range_test(model, opt, F.cross_entropy, loader, beta=1.0)
+
+
+def test_per_sample_gradients_sum_to_the_batch_gradient_and_reject_bad_input():
+    g = torch.Generator().manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Tanh(), torch.nn.Linear(3, 2)).double()
+    model[0].weight.requires_grad_(False)
+    x, y = torch.randn(6, 4, generator=g, dtype=torch.float64), torch.randint(0, 2, (6,), generator=g)
+    per = T.per_sample_gradients(model, F.cross_entropy, x, y)
+    F.cross_entropy(model(x), y, reduction="sum").backward()
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            torch.testing.assert_close(per[name].sum(0), p.grad)
+    assert "0.weight" in per and "0.weight" not in T.per_sample_gradients(model, F.cross_entropy, x, y, trainable_only=True)
+    with pytest.raises(TypeError, match="torch.nn.Module"):
+        T.per_sample_gradients(lambda t: t, F.cross_entropy, x, y)
+    with pytest.raises(ValueError, match="same batch size"):
+        T.per_sample_gradients(model, F.cross_entropy, x, y[:5])

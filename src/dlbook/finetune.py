@@ -26,6 +26,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
+from dlbook.train import per_sample_gradients
+
 __all__ = [
     "TensorBatches",
     "adapt_batchnorm",
@@ -197,16 +199,8 @@ def per_sample_grads(model: nn.Module, inputs: Tensor, target: Tensor) -> dict[s
     with its buffers as they are."""
     _check_module(model)
     _check_xy(inputs, target)
-    from torch.func import functional_call, grad, vmap
-
-    params = {k: v.detach() for k, v in model.named_parameters() if v.requires_grad}
-    buffers = dict(model.named_buffers())
-
-    def log_lik(p, x, y):
-        logits = functional_call(model, (p, buffers), (x.unsqueeze(0),))
-        return -nn.functional.cross_entropy(logits, y.unsqueeze(0))   # log p(y | x), vmap-safe
-
-    return vmap(grad(log_lik), in_dims=(None, 0, 0))(params, inputs, target)
+    grads = per_sample_gradients(model, nn.functional.cross_entropy, inputs, target, trainable_only=True)
+    return {name: -g for name, g in grads.items()}  # the gradient of log p = -cross-entropy
 
 
 def fisher_diagonal(model: nn.Module, inputs: Tensor, target: Tensor) -> dict[str, Tensor]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from dlbook.finetune import num_trainable  # noqa: F401  (re-exported: part of this module's API)
 from dlbook.nn import TinyTransformer, attention_weights, merge_heads, split_heads
 
 __all__ = [
@@ -151,12 +152,6 @@ def merge_lora(model: nn.Module) -> nn.Module:
     return model
 
 
-def num_trainable(module: nn.Module) -> int:
-    """Number of parameters with ``requires_grad`` (what the optimizer updates and stores state for)."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
-
-
-# -- adapters, prefix and prompt tuning -------------------------------------------------------------
 class BottleneckAdapter(nn.Module):
     r"""Houlsby et al. 2019 adapter: $h \mapsto h + W_\text{up}\,\mathrm{ReLU}(W_\text{down} h)$.
 

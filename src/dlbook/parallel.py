@@ -63,13 +63,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from dlbook.memory import tensor_bytes
+
 __all__ = [
     "free_port", "launch", "WorkerError", "check_world_size", "shard_range",
     "simulate_ring_all_reduce", "ring_reduce_scatter", "ring_all_gather", "ring_all_reduce",
     "parameter_server_all_reduce", "ring_traffic", "parameter_server_traffic", "all_reduce_time",
     "data_parallel_traffic",
     "tiny_mlp", "train_full_batch", "ddp_train", "all_reduce_worker",
-    "zero_bytes_per_param", "flat_mlp_forward", "flat_mlp_init", "zero_train", "storage_bytes",
+    "zero_bytes_per_param", "flat_mlp_forward", "flat_mlp_init", "zero_train",
     "torch_sharding_worker", "column_shard", "row_shard", "tensor_parallel_mlp",
     "tensor_parallel_worker", "gpipe_schedule", "idle_fraction", "bubble_fraction", "gpipe_worker",
 ]
@@ -443,15 +445,6 @@ def flat_mlp_forward(flat: Tensor, sizes: Sequence[int], x: Tensor) -> Tensor:
     return h
 
 
-def storage_bytes(tensors: Sequence[Tensor]) -> int:
-    """Bytes of the distinct storages behind ``tensors`` (a view counts its whole storage, once)."""
-    seen: dict[int, int] = {}
-    for t in tensors:
-        storage = t.untyped_storage()
-        seen[storage.data_ptr()] = storage.nbytes()
-    return sum(seen.values())
-
-
 def _adam(theta: Tensor, g: Tensor, m: Tensor, v: Tensor, t: int, lr: float,
           beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8) -> tuple[Tensor, Tensor, Tensor]:
     """Adam (Kingma & Ba 2015), elementwise, one rounded op at a time so a shard updates like the full vector."""
@@ -504,8 +497,8 @@ def zero_train(rank: int, world_size: int, stage: int, sizes: Sequence[int], x: 
                 weights16, s = ring_all_gather(weights16)
                 sent += s
     final = master if stage == 0 else ring_all_gather(master)[0]
-    held = {"weights": storage_bytes([weights16]), "grads": storage_bytes([grad16]),
-            "master": storage_bytes([master]), "adam": storage_bytes([m, v])}
+    held = {"weights": tensor_bytes([weights16]), "grads": tensor_bytes([grad16]),
+            "master": tensor_bytes([master]), "adam": tensor_bytes([m, v])}
     return {"weights": final, "bytes": held, "sent_per_step": sent / steps}
 
 
@@ -532,7 +525,7 @@ def torch_sharding_worker(rank: int, world_size: int, sizes: Sequence[int], unev
                 p.grad /= world_size
             opt.step()
         state = [s[k] for s in opt.optim.state.values() for k in ("exp_avg", "exp_avg_sq")]
-        out[name] = {"weights": _flat(model), "adam_bytes": storage_bytes(state) if state else 0}
+        out[name] = {"weights": _flat(model), "adam_bytes": tensor_bytes(state) if state else 0}
     out["fsdp"] = _fsdp_run(rank, world_size, sizes, x[bs:be], y[bs:be], steps, lr, seed)
     return out
 
@@ -637,7 +630,7 @@ def tensor_parallel_worker(rank: int, world_size: int, x: Tensor, w1: Tensor, b1
     y.backward(grad_out)
     return {"y": y.detach(), "grad_x": x_r.grad, "grad_w1": w1_r.grad, "grad_b1": b1_r.grad, "grad_w2": w2_r.grad,
             "grad_b2": b2_r.grad, "forward_all_reduces": counter.forward, "backward_all_reduces": counter.backward,
-            "weight_bytes": storage_bytes([w1_r, b1_r, w2_r])}
+            "weight_bytes": tensor_bytes([w1_r, b1_r, w2_r])}
 
 
 # ----------------------------------------------------------------------------- pipeline parallelism

@@ -72,6 +72,7 @@ __all__ = [
     "fit",
     "load_checkpoint",
     "lr_range_test",
+    "per_sample_gradients",
     "save_checkpoint",
     "tensor_loader",
 ]
@@ -513,3 +514,28 @@ def lr_range_test(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss
     return {"lrs": lrs, "losses": losses, "smoothed": smoothed, "min_lr": lrs[i_min],
             "steepest_lr": lrs[i_steep], "suggested_lr": lrs[i_min] / 10,
             "rule": "one tenth of the learning rate at which the smoothed loss is lowest"}
+
+
+def per_sample_gradients(model: torch.nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], input: Tensor,
+                         target: Tensor, *, trainable_only: bool = False) -> dict[str, Tensor]:
+    """Per-example gradients :math:`g_i = \\nabla_\\theta \\ell(f_\\theta(x_i), y_i)`, one ``(B, *p.shape)``
+    tensor per parameter name, by ``torch.func.vmap(grad(...))`` over the batch (the module's
+    buffers are used as they are, so it must not couple samples: no BatchNorm in train mode).
+
+    ``trainable_only`` keeps the parameters with ``requires_grad`` (what EWC's Fisher is over);
+    by default every parameter gets one (what DP-SGD clips by). Used by :mod:`dlbook.finetune`
+    and :mod:`dlbook.trust`.
+    """
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not (isinstance(input, Tensor) and isinstance(target, Tensor)) or len(input) != len(target):
+        raise ValueError("input and target must be tensors with the same batch size, got "
+                         f"{getattr(input, 'shape', type(input).__name__)} and {getattr(target, 'shape', type(target).__name__)}")
+    params = {k: v.detach() for k, v in model.named_parameters() if v.requires_grad or not trainable_only}
+
+    def loss_one(p: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
+        out = torch.func.functional_call(model, p, (x[None],))
+        return loss_fn(out, y[None])
+
+    return torch.func.vmap(torch.func.grad(loss_one), in_dims=(None, 0, 0))(params, input, target)
+

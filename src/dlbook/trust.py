@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dlbook.train import per_sample_gradients  # noqa: F401  (part of this module's API: DP-SGD clips these)
+
 __all__ = [
     "add_trigger",
     "additive_shares",
@@ -290,19 +292,6 @@ def carlini_wagner_l2(model: Forward, input: Tensor, target: Tensor, *, c: float
 
 
 # -- differential privacy --------------------------------------------------------------------
-def per_sample_gradients(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], input: Tensor,
-                         target: Tensor) -> dict[str, Tensor]:
-    """Per-example gradients :math:`g_i = \\nabla_\\theta \\ell(f_\\theta(x_i), y_i)`, one ``(B, *p.shape)``
-    tensor per parameter name, by ``torch.func.vmap(grad(...))`` over the batch."""
-    params = {k: v.detach() for k, v in model.named_parameters()}
-
-    def loss_one(p: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
-        out = torch.func.functional_call(model, p, (x[None],))
-        return loss_fn(out, y[None])
-
-    return torch.func.vmap(torch.func.grad(loss_one), in_dims=(None, 0, 0))(params, input, target)
-
-
 def dp_sgd_gradient(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], input: Tensor,
                     target: Tensor, *, max_grad_norm: float, noise_multiplier: float,
                     expected_batch_size: int | None = None, eps: float = 1e-6,
