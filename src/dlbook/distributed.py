@@ -19,18 +19,14 @@ large against the spread: in float32 with mean 100 and std 0.01, Q/n and mu^2 ag
 their ~7 significant digits, and the difference (the variance, 1e-4) is rounding noise
 (``naive_sync_batch_norm_stats`` keeps that version for the book to show the failure).
 The worker lives in this importable module
-(not in a notebook) because ``torch.multiprocessing.spawn`` pickles it by qualified name.
+(not in a notebook) because the processes unpickle it by qualified name.
 Chapter "Normalization", section q-normalization.syncbn-and-frozen-bn.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
-
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import Tensor
 
 __all__ = ["sync_batch_norm_stats", "naive_sync_batch_norm_stats", "combine_moments", "run_sync_batch_norm"]
@@ -103,36 +99,31 @@ def naive_sync_batch_norm_stats(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return mu, total_sq / n - mu**2, n
 
 
-def _worker(rank: int, world_size: int, store_path: str, out_dir: str, eps: float, naive: bool = False) -> None:
-    """One process: normalize its shard with the all-reduced statistics and save the result."""
-    dist.init_process_group("gloo", init_method=f"file://{store_path}", rank=rank, world_size=world_size)
-    try:
-        shard = torch.load(os.path.join(out_dir, f"in{rank}.pt"))
-        mu, var, _ = (naive_sync_batch_norm_stats if naive else sync_batch_norm_stats)(shard)
-        shape = (1, -1) + (1,) * (shard.ndim - 2)
-        y = (shard - mu.reshape(shape)) / torch.sqrt(var.reshape(shape) + eps)
-        torch.save({"y": y, "mean": mu, "var": var}, os.path.join(out_dir, f"out{rank}.pt"))
-    finally:
-        dist.destroy_process_group()
+def _worker(rank: int, world_size: int, shards: list[Tensor], eps: float, naive: bool) -> dict[str, Tensor]:
+    """One process: normalize its shard with the all-reduced statistics."""
+    shard = shards[rank]
+    mu, var, _ = (naive_sync_batch_norm_stats if naive else sync_batch_norm_stats)(shard)
+    shape = (1, -1) + (1,) * (shard.ndim - 2)
+    y = (shard - mu.reshape(shape)) / torch.sqrt(var.reshape(shape) + eps)
+    return {"y": y, "mean": mu, "var": var}
 
 
 def run_sync_batch_norm(x: Tensor, world_size: int = 2, *, eps: float = 1e-5, naive: bool = False) -> dict[str, Tensor]:
-    """Split ``x`` (N, C, *) into ``world_size`` shards, SyncBN them in that many processes.
+    """Split ``x`` (N, C, *) into ``world_size`` shards, SyncBN them in that many processes
+    (started by :func:`dlbook.parallel.launch`: timeouts, worker tracebacks, group always destroyed).
 
     ``naive=True`` uses :func:`naive_sync_batch_norm_stats` (E[x^2] - mu^2) instead of Chan's merge.
 
     Returns ``{"y": concatenated outputs, "mean": (world_size, C), "var": (world_size, C)}``
     (the statistics each process saw; identical across processes when synchronized).
     """
+    from dlbook.parallel import launch
+
     _check_shape(x)
     if not isinstance(world_size, int) or world_size < 1 or x.shape[0] % world_size != 0:
         raise ValueError(f"world_size must divide the batch size {x.shape[0]}, got world_size={world_size}")
-    with tempfile.TemporaryDirectory() as out_dir:
-        for rank, shard in enumerate(x.chunk(world_size)):
-            torch.save(shard.clone(), os.path.join(out_dir, f"in{rank}.pt"))
-        store_path = os.path.join(out_dir, "store")
-        mp.spawn(_worker, args=(world_size, store_path, out_dir, eps, naive), nprocs=world_size, join=True)
-        outs = [torch.load(os.path.join(out_dir, f"out{r}.pt")) for r in range(world_size)]
+    shards = [shard.clone() for shard in x.chunk(world_size)]
+    outs = launch(_worker, world_size, shards, eps, naive)
     return {
         "y": torch.cat([o["y"] for o in outs]),
         "mean": torch.stack([o["mean"] for o in outs]),
